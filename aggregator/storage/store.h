@@ -1,0 +1,88 @@
+// The object store: keys to JSON documents with a global, monotonically increasing revision
+// (like etcd), a watch from any retained revision, and compaction. The SQLite backend
+// (sqlite_store.h) is the production implementation; an etcd backend can follow behind the same
+// interface. Nothing here knows about DataPlaneService or HTTP.
+//
+// Threading: every method is thread-safe. Reads (get/list/current_revision) are served from memory
+// and never block. Writes (create/update/remove/compact) block until the change is durable
+// (fsync), so they must not be called from an I/O thread: callers run them on a blocking executor.
+#pragma once
+
+#include "aggregator/apimachinery/status.h"
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace dpa::storage {
+
+struct Record {
+  std::string key;
+  std::string value;            // the document (JSON text), exactly as written
+  int64_t create_revision = 0;  // revision of the write that created the key
+  int64_t mod_revision = 0;     // revision of the latest write to the key
+};
+
+enum class EventType { kAdded, kModified, kDeleted };
+
+struct Event {
+  EventType type;
+  // For kDeleted: the last stored value, with mod_revision = the revision of the delete.
+  Record record;
+  int64_t revision = 0;  // revision of this change (== record.mod_revision)
+};
+
+struct ListResult {
+  std::vector<Record> items;  // sorted by key
+  int64_t revision = 0;       // the store revision the list was taken at
+  bool more = false;          // true when `limit` cut the result short
+};
+
+struct ListOptions {
+  std::string prefix;
+  std::string start_after;  // exclusive lower bound on key (for limit/continue)
+  std::size_t limit = 0;    // 0 = no limit
+};
+
+class Watch {
+ public:
+  virtual ~Watch() = default;
+  // Stops delivery; after it returns, the callback is not running and will not be called again.
+  virtual void cancel() = 0;
+};
+
+// Called on the store's notification thread, in revision order. Must not block: post elsewhere.
+using WatchCallback = std::function<void(const std::vector<Event>& events)>;
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  virtual api::Expected<Record> get(const std::string& key) const = 0;
+  virtual api::Expected<ListResult> list(const ListOptions& options) const = 0;
+  virtual int64_t current_revision() const = 0;
+  // Oldest revision a watch can start after; watching from an older one is 410 Expired.
+  virtual int64_t compacted_revision() const = 0;
+
+  // 409 AlreadyExists (reason/message chosen by the caller) is signalled as ApiError code 409.
+  virtual api::Expected<Record> create(const std::string& key, const std::string& value) = 0;
+  // expected_mod_revision == 0: unconditional. Mismatch: 409; missing key: 404.
+  virtual api::Expected<Record> update(const std::string& key, const std::string& value,
+                                       int64_t expected_mod_revision) = 0;
+  // Returns the deleted record (mod_revision = delete revision).
+  virtual api::Expected<Record> remove(const std::string& key, int64_t expected_mod_revision) = 0;
+  // Forget history at and below `revision`.
+  virtual api::Outcome compact(int64_t revision) = 0;
+
+  // Delivers every change with revision > after_revision under `prefix`, first the retained
+  // history (if after_revision < current), then live changes. after_revision <
+  // compacted_revision(): ApiError 410 Expired ("too old resource version: N (M)").
+  virtual api::Expected<std::unique_ptr<Watch>> watch(const std::string& prefix,
+                                                      int64_t after_revision,
+                                                      WatchCallback callback) = 0;
+};
+
+}  // namespace dpa::storage

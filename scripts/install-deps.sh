@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages the build, the tests and the benchmarks need. Idempotent: packages
+# already present are skipped by apt. Runs as root, or through sudo when it is available.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config ccache git curl ca-certificates openssl
+  libboost-dev libssl-dev libyaml-cpp-dev nlohmann-json3-dev prometheus-cpp-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libsqlite3-dev
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  libflatbuffers-dev flatbuffers-compiler
+  python3-kubernetes python3-yaml python3-grpcio python3-websocket
+  prometheus wrk nginx-light haproxy procps psmisc iproute2
+)
+
+sudo=""
+if [ "$(id -u)" != 0 ]; then
+  command -v sudo >/dev/null || { echo "install-deps: run as root or install sudo" >&2; exit 1; }
+  sudo=sudo
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# kubectl is not packaged in Debian 12; the development machines and CI have it preinstalled.
+command -v kubectl >/dev/null || echo "install-deps: kubectl not found; the kubectl tests will fail" >&2
