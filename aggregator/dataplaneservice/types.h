@@ -1,0 +1,49 @@
+// The DataPlaneService type (aggregation.grafana.app/v0alpha1, cluster scoped): its spec as C++
+// values, decoded from and validated against the stored JSON object (DESIGN §2.1).
+#pragma once
+
+#include "aggregator/apimachinery/status.h"
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <vector>
+
+namespace dpa::dataplaneservice {
+
+inline constexpr const char* kGroup = "aggregation.grafana.app";
+inline constexpr const char* kVersion = "v0alpha1";
+inline constexpr const char* kKind = "DataPlaneService";
+inline constexpr const char* kListKind = "DataPlaneServiceList";
+inline constexpr const char* kResource = "dataplaneservices";
+inline constexpr const char* kSingular = "dataplaneservice";
+// Storage key prefix; the key of an object is kKeyPrefix + metadata.name.
+inline constexpr const char* kKeyPrefix = "/registry/aggregation.grafana.app/dataplaneservices/";
+
+// One spec.services[] entry.
+struct Service {
+  std::string type;    // query, stream, route, datasource-proxy (or datsource-proxy), admission,
+                       // conversion, health, metrics
+  std::string method;  // only for route
+  std::string path;    // only for route: absolute, e.g. /foo/{name}
+};
+
+struct Spec {
+  std::string plugin_id;
+  std::string plugin_type;  // app | datasource
+  std::string group;
+  std::string version;
+  std::vector<Service> services;
+
+  bool has_service(const std::string& type) const;
+};
+
+// Decodes spec from a whole DataPlaneService object; missing/ill-typed fields give a 422 Invalid.
+api::Expected<Spec> decode_spec(const nlohmann::json& object);
+// All validation rules of DESIGN §2.1 for a whole object (name == <version>.<group>, DNS subdomain
+// group, Kubernetes version string, pluginID, pluginType, service types/uniqueness, route paths and
+// methods). Returns 422 Invalid with one cause per violated field. Does not check uniqueness of
+// group/version across objects (the registry does that).
+api::Outcome validate(const nlohmann::json& object);
+
+}  // namespace dpa::dataplaneservice
