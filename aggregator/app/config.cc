@@ -1,0 +1,231 @@
+#include "aggregator/app/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <functional>
+#include <map>
+#include <sstream>
+
+namespace dpa::app {
+namespace {
+
+// One flag: its help text and how it stores a value into Config.
+struct Flag {
+  std::string help;
+  std::function<void(Config&, const std::string&)> set;
+  bool repeatable = false;
+  bool boolean = false;
+};
+
+int to_int(const std::string& name, const std::string& value) {
+  try {
+    std::size_t used = 0;
+    long long v = std::stoll(value, &used);
+    if (used != value.size()) throw std::invalid_argument(value);
+    return static_cast<int>(v);
+  } catch (const std::exception&) {
+    throw ConfigError("--" + name + ": not an integer: \"" + value + "\"");
+  }
+}
+
+bool to_bool(const std::string& name, const std::string& value) {
+  if (value == "true" || value == "1" || value.empty()) return true;
+  if (value == "false" || value == "0") return false;
+  throw ConfigError("--" + name + ": not a boolean: \"" + value + "\"");
+}
+
+std::chrono::seconds to_seconds(const std::string& name, const std::string& value) {
+  // Accepts "30", "30s", "5m", "1h".
+  if (value.empty()) throw ConfigError("--" + name + ": empty duration");
+  char unit = value.back();
+  long long scale = 1;
+  std::string digits = value;
+  if (unit == 's' || unit == 'm' || unit == 'h') {
+    digits.pop_back();
+    scale = unit == 'm' ? 60 : unit == 'h' ? 3600 : 1;
+  }
+  int n = to_int(name, digits);
+  if (n < 0) throw ConfigError("--" + name + ": negative duration");
+  return std::chrono::seconds(n * scale);
+}
+
+std::size_t to_size(const std::string& name, const std::string& value) {
+  int n = to_int(name, value);
+  if (n <= 0) throw ConfigError("--" + name + ": must be positive");
+  return static_cast<std::size_t>(n);
+}
+
+const std::map<std::string, Flag>& flags() {
+  static const std::map<std::string, Flag> table = {
+      {"bind-address", {"address to listen on (default 127.0.0.1)",
+                        [](Config& c, const std::string& v) { c.bind_address = v; }}},
+      {"port", {"plain HTTP port; 0 picks a free port, -1 disables (default 8080)",
+                [](Config& c, const std::string& v) { c.port = to_int("port", v); }}},
+      {"secure-port", {"HTTPS port; 0 picks a free port, -1 disables (default -1)",
+                       [](Config& c, const std::string& v) { c.secure_port = to_int("secure-port", v); }}},
+      {"tls-cert-file", {"PEM certificate for HTTPS; without it a self-signed one is generated "
+                         "into the data dir",
+                         [](Config& c, const std::string& v) { c.tls_cert_file = v; }}},
+      {"tls-private-key-file", {"PEM private key for --tls-cert-file",
+                                [](Config& c, const std::string& v) { c.tls_private_key_file = v; }}},
+      {"data-dir", {"directory for the store, kubeconfig and generated certificates",
+                    [](Config& c, const std::string& v) { c.data_dir = v; }}},
+      {"plugins-dir", {"Grafana plugin directory to load backend plugins from (repeatable)",
+                       [](Config& c, const std::string& v) { c.plugins_dirs.push_back(v); }, true}},
+      {"plugin-address", {"attach to a running plugin: <plugin id>=<unix:/path|host:port> (repeatable)",
+                          [](Config& c, const std::string& v) { c.plugin_addresses.push_back(v); },
+                          true}},
+      {"datasources", {"Grafana datasource provisioning file or directory (re-read on change)",
+                       [](Config& c, const std::string& v) { c.datasources = v; }}},
+      {"delegate-url", {"next API server (http or https URL); unrouted requests go there",
+                        [](Config& c, const std::string& v) { c.delegate_url = v; }}},
+      {"delegate-ca-file", {"CA bundle to verify the delegate's certificate",
+                            [](Config& c, const std::string& v) { c.delegate_ca_file = v; }}},
+      {"delegate-client-cert-file", {"client certificate presented to the delegate",
+                                     [](Config& c, const std::string& v) { c.delegate_client_cert_file = v; }}},
+      {"delegate-client-key-file", {"key of --delegate-client-cert-file",
+                                    [](Config& c, const std::string& v) { c.delegate_client_key_file = v; }}},
+      {"threads", {"I/O threads (default: number of cores)",
+                   [](Config& c, const std::string& v) { c.threads = to_int("threads", v); }}},
+      {"log-level", {"debug, info, warn or error (default info)",
+                     [](Config& c, const std::string& v) { c.log_level = v; }}},
+      {"access-log", {"log one line per request (default true)",
+                      [](Config& c, const std::string& v) { c.access_log = to_bool("access-log", v); },
+                      false, true}},
+      {"max-body-bytes", {"largest DataPlaneService API request body (default 3 MiB)",
+                          [](Config& c, const std::string& v) { c.max_body_bytes = to_size("max-body-bytes", v); }}},
+      {"max-dataplane-body-bytes", {"largest data-plane request body (default 16 MiB)",
+                                    [](Config& c, const std::string& v) {
+                                      c.max_dataplane_body_bytes = to_size("max-dataplane-body-bytes", v);
+                                    }}},
+      {"max-header-bytes", {"largest request header block (default 64 KiB; over it: 431)",
+                            [](Config& c, const std::string& v) { c.max_header_bytes = to_size("max-header-bytes", v); }}},
+      {"max-connections", {"most open client connections (default 10000)",
+                           [](Config& c, const std::string& v) { c.max_connections = to_size("max-connections", v); }}},
+      {"header-timeout", {"time allowed to send the request header (default 10s)",
+                          [](Config& c, const std::string& v) { c.header_timeout = to_seconds("header-timeout", v); }}},
+      {"idle-timeout", {"keep-alive idle timeout (default 90s)",
+                        [](Config& c, const std::string& v) { c.idle_timeout = to_seconds("idle-timeout", v); }}},
+      {"request-timeout", {"deadline of non-streaming requests (default 60s; 504 after it)",
+                           [](Config& c, const std::string& v) { c.request_timeout = to_seconds("request-timeout", v); }}},
+      {"shutdown-grace", {"time in-flight requests get on SIGTERM (default 10s)",
+                          [](Config& c, const std::string& v) { c.shutdown_grace = to_seconds("shutdown-grace", v); }}},
+      {"plugin-start-timeout", {"time a plugin gets to print its handshake line (default 60s)",
+                                [](Config& c, const std::string& v) {
+                                  c.plugin_start_timeout = to_seconds("plugin-start-timeout", v);
+                                }}},
+      {"watch-bookmark-interval", {"interval of watch BOOKMARK events (default 60s)",
+                                   [](Config& c, const std::string& v) {
+                                     c.bookmark_interval = to_seconds("watch-bookmark-interval", v);
+                                   }}},
+      {"store-history-revisions", {"revisions of history kept for watches before compaction "
+                                   "(default 10000)",
+                                   [](Config& c, const std::string& v) {
+                                     c.store_history_revisions = to_int("store-history-revisions", v);
+                                   }}},
+      {"grafana-version", {"Grafana version reported to plugins (GF_VERSION, user agent)",
+                           [](Config& c, const std::string& v) { c.grafana_version = v; }}},
+  };
+  return table;
+}
+
+void apply(Config& config, const std::string& name, const std::string& value) {
+  auto it = flags().find(name);
+  if (it == flags().end()) throw ConfigError("unknown flag --" + name + " (see --help)");
+  it->second.set(config, value);
+}
+
+void apply_file(Config& config, const std::string& path) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError("--config " + path + ": " + e.what());
+  }
+  if (!root.IsMap()) throw ConfigError("--config " + path + ": expected a mapping of flag names");
+  for (const auto& entry : root) {
+    std::string name = entry.first.as<std::string>();
+    if (name == "config") throw ConfigError("--config " + path + ": config files do not nest");
+    if (entry.second.IsSequence()) {
+      for (const auto& item : entry.second) apply(config, name, item.as<std::string>());
+    } else if (entry.second.IsScalar()) {
+      apply(config, name, entry.second.as<std::string>());
+    } else {
+      throw ConfigError("--config " + path + ": " + name + ": expected a value or a list");
+    }
+  }
+}
+
+}  // namespace
+
+Config parse_config(int argc, char** argv, bool& help) {
+  help = false;
+  std::vector<std::pair<std::string, std::string>> given;
+  std::string config_file;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "-h" || arg == "--help") {
+      help = true;
+      continue;
+    }
+    if (arg.rfind("--", 0) != 0) throw ConfigError("unexpected argument \"" + arg + "\"");
+    std::string name = arg.substr(2);
+    std::string value;
+    bool has_value = false;
+    if (auto eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+      has_value = true;
+    }
+    auto it = flags().find(name);
+    bool boolean = it != flags().end() && it->second.boolean;
+    if (!has_value && !boolean) {
+      if (i + 1 >= argc) throw ConfigError("--" + name + " needs a value");
+      value = argv[++i];
+    }
+    if (name == "config") {
+      config_file = value;
+    } else {
+      if (it == flags().end()) throw ConfigError("unknown flag --" + name + " (see --help)");
+      given.emplace_back(name, value);
+    }
+  }
+  Config config;
+  if (!config_file.empty()) apply_file(config, config_file);
+  // Repeatable flags on the command line replace the file's list rather than extend it.
+  std::map<std::string, bool> cleared;
+  for (const auto& [name, value] : given) {
+    if (flags().at(name).repeatable && !cleared[name]) {
+      cleared[name] = true;
+      if (name == "plugins-dir") config.plugins_dirs.clear();
+      if (name == "plugin-address") config.plugin_addresses.clear();
+    }
+    apply(config, name, value);
+  }
+  if (config.port < -1 || config.port > 65535) throw ConfigError("--port: out of range");
+  if (config.secure_port < -1 || config.secure_port > 65535)
+    throw ConfigError("--secure-port: out of range");
+  if (config.port == -1 && config.secure_port == -1)
+    throw ConfigError("both --port and --secure-port are disabled: nothing to serve");
+  if (config.tls_cert_file.empty() != config.tls_private_key_file.empty())
+    throw ConfigError("--tls-cert-file and --tls-private-key-file go together");
+  if (config.store_history_revisions < 1)
+    throw ConfigError("--store-history-revisions: must be at least 1");
+  return config;
+}
+
+std::string usage() {
+  std::ostringstream out;
+  out << "Usage: dataplane-aggregator [flags]\n\n"
+         "Serves DataPlaneService objects (aggregation.grafana.app/v0alpha1), routes each API\n"
+         "group's data-plane traffic to Grafana backend plugins and passes everything else to\n"
+         "the delegate API server.\n\nFlags:\n"
+         "  --config FILE\n      YAML file with the flags below as keys (command line wins)\n";
+  for (const auto& [name, flag] : flags()) {
+    out << "  --" << name << (flag.boolean ? "[=BOOL]" : " VALUE") << "\n      " << flag.help
+        << (flag.repeatable ? " [repeatable]" : "") << "\n";
+  }
+  return out.str();
+}
+
+}  // namespace dpa::app

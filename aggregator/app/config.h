@@ -1,0 +1,54 @@
+// Command-line flags and their YAML equivalent (--config FILE: the same names without the leading
+// dashes, e.g. `plugins-dir: [a, b]`). Flags given on the command line win over the file.
+// Parsing errors are exceptions: they only happen at start-up (STYLE habit 5).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace dpa::app {
+
+struct Config {
+  std::string bind_address = "127.0.0.1";
+  int port = 8080;          // plain HTTP; -1 disables
+  int secure_port = -1;     // HTTPS; -1 disables, 0 picks a free port
+  std::string tls_cert_file;
+  std::string tls_private_key_file;
+  std::string data_dir = "./dataplane-aggregator-data";
+  std::vector<std::string> plugins_dirs;
+  std::vector<std::string> plugin_addresses;  // "<plugin id>=<unix:/path | host:port>"
+  std::string datasources;                    // provisioning file or directory
+  std::string delegate_url;
+  std::string delegate_ca_file;
+  std::string delegate_client_cert_file;
+  std::string delegate_client_key_file;
+  int threads = 0;  // 0 = number of cores
+  std::string log_level = "info";
+  bool access_log = true;
+  std::size_t max_body_bytes = 3 << 20;            // DataPlaneService API bodies
+  std::size_t max_dataplane_body_bytes = 16 << 20;  // plugin requests (Go plugins cap at 16 MiB)
+  std::size_t max_header_bytes = 64 << 10;
+  std::size_t max_connections = 10000;
+  std::chrono::seconds header_timeout{10};
+  std::chrono::seconds idle_timeout{90};
+  std::chrono::seconds request_timeout{60};
+  std::chrono::seconds shutdown_grace{10};
+  std::chrono::seconds plugin_start_timeout{60};
+  std::chrono::seconds bookmark_interval{60};
+  std::int64_t store_history_revisions = 10000;  // compaction keeps this many revisions
+  std::string grafana_version = "12.0.0";
+};
+
+struct ConfigError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Parses argv (and --config). Throws ConfigError with a message naming the bad flag.
+// Sets `help` when --help/-h was given; the caller prints usage().
+Config parse_config(int argc, char** argv, bool& help);
+std::string usage();
+
+}  // namespace dpa::app

@@ -1,0 +1,65 @@
+// The aggregator's own Prometheus metrics (prometheus-cpp core), served as text on /metrics.
+// One Metrics object per process; every member is safe to update from any thread.
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace dpa::obs {
+
+class Metrics {
+ public:
+  Metrics();
+
+  // One finished HTTP request. verb: Kubernetes verb (get, list, watch, create, ...) or the HTTP
+  // method for non-resource paths; resource: dataplaneservices, query, delegate, discovery, ...
+  void observe_request(const std::string& verb, const std::string& resource, int code,
+                       double seconds);
+  void observe_store_operation(const std::string& operation, double seconds, bool ok);
+  void observe_plugin_call(const std::string& plugin, const std::string& method, double seconds,
+                           bool ok);
+  void delegate_error(const std::string& reason);
+
+  prometheus::Gauge& open_watches() { return *open_watches_; }
+  prometheus::Gauge& open_connections() { return *open_connections_; }
+  prometheus::Gauge& route_table_size() { return *route_table_size_; }
+  prometheus::Gauge& stream_subscribers() { return *stream_subscribers_; }
+  // Sets dpa_plugin_up{plugin} to 1/0, dpa_dataplaneservice_available{name}.
+  void set_plugin_up(const std::string& plugin, bool up);
+  void set_service_available(const std::string& name, bool available);
+
+  // Callbacks run just before each scrape, to refresh gauges from their owners.
+  void on_scrape(std::function<void()> refresh);
+  // The Prometheus text exposition (version 0.0.4) of everything.
+  std::string serialize();
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>* requests_;
+  prometheus::Family<prometheus::Histogram>* request_seconds_;
+  prometheus::Family<prometheus::Histogram>* store_seconds_;
+  prometheus::Family<prometheus::Counter>* store_errors_;
+  prometheus::Family<prometheus::Histogram>* plugin_seconds_;
+  prometheus::Family<prometheus::Counter>* plugin_errors_;
+  prometheus::Family<prometheus::Counter>* delegate_errors_;
+  prometheus::Family<prometheus::Gauge>* plugin_up_;
+  prometheus::Family<prometheus::Gauge>* service_available_;
+  prometheus::Gauge* open_watches_;
+  prometheus::Gauge* open_connections_;
+  prometheus::Gauge* route_table_size_;
+  prometheus::Gauge* stream_subscribers_;
+  prometheus::Gauge* build_info_;
+  std::mutex refresh_mutex_;
+  std::vector<std::function<void()>> refreshers_;
+};
+
+}  // namespace dpa::obs

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Sets up and runs the whole test suite: installs the Debian packages, builds everything once with
+# AddressSanitizer + UndefinedBehaviorSanitizer into build/ (incremental on later runs), then runs
+# the unit tests and the integration tests (real binary, real plugins, kubectl, curl, Prometheus).
+# Extra arguments go to ctest, e.g. `scripts/test.sh -R integration`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./scripts/install-deps.sh
+cmake -S . -B build -G Ninja -DDPA_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+ninja -C build
+
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=0:suppressions=$PWD/tests/sanitizers/lsan.supp"
+export LSAN_OPTIONS="suppressions=$PWD/tests/sanitizers/lsan.supp:print_suppressions=0"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+ctest --test-dir build --output-on-failure --timeout 900 -j2 "$@"
