@@ -1,0 +1,104 @@
+// The asynchronous pluginv2 client the data plane calls, and the PluginHost that hands clients out.
+// gRPC callback API throughout: nothing here blocks the caller; results arrive on a gRPC thread and
+// the caller posts them back to its own executor. gRPC failures become Kubernetes Status errors.
+#pragma once
+
+#include "aggregator/apimachinery/status.h"
+#include "aggregator/plugin/plugin_registry.h"
+
+#include "plugins/proto/backend.pb.h"
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace grpc {
+class Channel;
+class Status;
+}  // namespace grpc
+
+namespace dpa::plugin {
+
+enum class PluginState { kNotFound, kStarting, kRunning, kUnavailable };
+struct PluginStatus {
+  PluginState state = PluginState::kNotFound;
+  std::string message;
+};
+const char* to_string(PluginState state);
+
+// A cancellable server-streaming call. cancel() is safe from any thread, any number of times, and
+// after completion (the call then still ends with exactly one `done`, usually a 503 "cancelled").
+// Destroying the handle does NOT cancel the call: keep it and call cancel() to stop a stream.
+class StreamCall {
+ public:
+  virtual ~StreamCall() = default;
+  virtual void cancel() = 0;
+};
+
+template <class T>
+using Callback = std::function<void(api::Expected<T>)>;
+
+// Calls into one running plugin process. All methods are asynchronous (gRPC callback API), never
+// block the caller; callbacks run on a gRPC thread (the caller posts back to its own executor).
+// gRPC errors map to ApiError: UNAVAILABLE -> 503 ServiceUnavailable "plugin <id> unavailable: ...",
+// DEADLINE_EXCEEDED -> 504 Timeout, UNIMPLEMENTED -> 501 (reason NotImplemented) "plugin <id> does
+// not implement <rpc>", RESOURCE_EXHAUSTED -> 413 when a message was too large, else 502,
+// CANCELLED -> 503, anything else -> 502 BadGateway "plugin <id> failed: <message>".
+// A timeout <= 0 means no deadline.
+class PluginClient {
+ public:
+  virtual ~PluginClient() = default;
+  virtual const std::string& plugin_id() const = 0;
+  virtual void query_data(pluginv2::QueryDataRequest req, std::chrono::milliseconds timeout,
+                          Callback<pluginv2::QueryDataResponse> done) = 0;
+  virtual void check_health(pluginv2::CheckHealthRequest req, std::chrono::milliseconds timeout,
+                            Callback<pluginv2::CheckHealthResponse> done) = 0;
+  virtual void collect_metrics(pluginv2::CollectMetricsRequest req,
+                               std::chrono::milliseconds timeout,
+                               Callback<pluginv2::CollectMetricsResponse> done) = 0;
+  virtual void subscribe_stream(pluginv2::SubscribeStreamRequest req,
+                                std::chrono::milliseconds timeout,
+                                Callback<pluginv2::SubscribeStreamResponse> done) = 0;
+  virtual void publish_stream(pluginv2::PublishStreamRequest req,
+                              std::chrono::milliseconds timeout,
+                              Callback<pluginv2::PublishStreamResponse> done) = 0;
+  virtual void validate_admission(pluginv2::AdmissionRequest req,
+                                  std::chrono::milliseconds timeout,
+                                  Callback<pluginv2::ValidationResponse> done) = 0;
+  virtual void mutate_admission(pluginv2::AdmissionRequest req, std::chrono::milliseconds timeout,
+                                Callback<pluginv2::MutationResponse> done) = 0;
+  virtual void convert_objects(pluginv2::ConversionRequest req, std::chrono::milliseconds timeout,
+                               Callback<pluginv2::ConversionResponse> done) = 0;
+  // Server streaming: on_message for each message (gRPC thread, in order), then done exactly once.
+  virtual std::unique_ptr<StreamCall> call_resource(
+      pluginv2::CallResourceRequest req, std::chrono::milliseconds timeout,
+      std::function<void(pluginv2::CallResourceResponse)> on_message,
+      std::function<void(api::Outcome)> done) = 0;
+  virtual std::unique_ptr<StreamCall> run_stream(
+      pluginv2::RunStreamRequest req, std::function<void(pluginv2::StreamPacket)> on_packet,
+      std::function<void(api::Outcome)> done) = 0;
+};
+
+// The set of plugins: registry + supervisors + attached addresses.
+class PluginHost {
+ public:
+  virtual ~PluginHost() = default;
+  virtual std::shared_ptr<PluginClient> client(const std::string& plugin_id) = 0;  // nullptr unless running
+  virtual PluginStatus status(const std::string& plugin_id) const = 0;
+  virtual std::optional<PluginInfo> info(const std::string& plugin_id) const = 0;  // from plugin.json
+  // Called (any thread) whenever some plugin's status changes.
+  virtual void on_status_change(
+      std::function<void(const std::string& plugin_id, PluginStatus)> cb) = 0;
+};
+
+// The gRPC implementation over one channel (one plugin process or attached address).
+std::shared_ptr<PluginClient> make_grpc_plugin_client(std::string plugin_id,
+                                                      std::shared_ptr<grpc::Channel> channel);
+
+// The one place a gRPC status becomes a Kubernetes Status (see PluginClient).
+api::ApiError map_grpc_error(const grpc::Status& status, const std::string& plugin_id,
+                             const std::string& rpc);
+
+}  // namespace dpa::plugin
