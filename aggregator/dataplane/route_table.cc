@@ -1,0 +1,377 @@
+// Matching works on the raw path split into segments once per request. Every DataPlaneService gets
+// a ServiceMatcher built when the table is built: which built-in endpoints it enables, and its
+// route templates pre-split into segments. Nothing is compiled or allocated per request except the
+// RouteMatch itself.
+//
+// Route services (spec.services[type=route].path) are mounted under /apis/{g}/{v}/namespaces/{ns},
+// as in Grafana's HTTP-backend proof of concept (reference grafana-aggregator-behaviour.md §2.6):
+// plugin routes are tenant data, and Kubernetes authorizers key on the namespace.
+#include "aggregator/dataplane/route_table.h"
+
+#include "aggregator/observability/log.h"
+
+#include <algorithm>
+#include <array>
+
+namespace dpa::dataplane {
+namespace {
+
+constexpr std::size_t kMaxSegments = 64;
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Percent-decodes one path segment; invalid escapes are kept literally (as Go's PathValue would
+// have rejected the request earlier, we simply do not guess).
+std::string percent_decode(std::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '%' && i + 2 < in.size()) {
+      int hi = hex_value(in[i + 1]);
+      int lo = hex_value(in[i + 2]);
+      if (hi >= 0 && lo >= 0) {
+        out.push_back(static_cast<char>(hi * 16 + lo));
+        i += 2;
+        continue;
+      }
+    }
+    out.push_back(in[i]);
+  }
+  return out;
+}
+
+bool is_dot_segment(std::string_view s) {
+  if (s == "." || s == "..") return true;
+  if (s.find('%') == std::string_view::npos) return false;
+  std::string d = percent_decode(s);
+  return d == "." || d == "..";
+}
+
+std::string upper(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+  }
+  return out;
+}
+
+// Splits "/a/b/c" into {a, b, c}, recording where each segment starts so a raw remainder can be
+// cut out of the original path. Returns false on too many segments.
+struct Segments {
+  std::array<std::string_view, kMaxSegments> parts;
+  std::array<std::size_t, kMaxSegments> offsets;  // offset of parts[i] in the split string
+  std::size_t count = 0;
+};
+
+bool split(std::string_view path, Segments& out) {
+  // path starts with '/'.
+  std::size_t pos = 1;
+  while (pos <= path.size()) {
+    std::size_t next = path.find('/', pos);
+    if (next == std::string_view::npos) next = path.size();
+    if (out.count == kMaxSegments) return false;
+    out.parts[out.count] = path.substr(pos, next - pos);
+    out.offsets[out.count] = pos;
+    ++out.count;
+    pos = next + 1;
+  }
+  return true;
+}
+
+struct TemplateSegment {
+  std::string literal;  // when !is_param
+  std::string param;    // name inside {}
+  bool is_param = false;
+  bool is_rest = false;  // {name...}: matches the remainder (possibly empty)
+};
+
+struct CompiledRoute {
+  const dataplaneservice::Service* service = nullptr;
+  std::string method;  // upper-case; empty = any
+  std::vector<TemplateSegment> segments;
+};
+
+std::vector<TemplateSegment> compile_template(std::string_view path) {
+  std::vector<TemplateSegment> out;
+  std::size_t pos = 0;
+  while (pos < path.size()) {
+    while (pos < path.size() && path[pos] == '/') ++pos;
+    if (pos >= path.size()) break;
+    std::size_t next = path.find('/', pos);
+    if (next == std::string_view::npos) next = path.size();
+    std::string_view seg = path.substr(pos, next - pos);
+    TemplateSegment t;
+    if (seg.size() >= 2 && seg.front() == '{' && seg.back() == '}') {
+      std::string_view name = seg.substr(1, seg.size() - 2);
+      t.is_param = true;
+      if (name.size() > 3 && name.substr(name.size() - 3) == "...") {
+        t.is_rest = true;
+        name.remove_suffix(3);
+      }
+      t.param = std::string(name);
+    } else {
+      t.literal = std::string(seg);
+    }
+    out.push_back(std::move(t));
+    pos = next;
+  }
+  return out;
+}
+
+}  // namespace
+
+const char* endpoint_name(Endpoint endpoint) {
+  switch (endpoint) {
+    case Endpoint::kQuery: return "query";
+    case Endpoint::kHealth: return "health";
+    case Endpoint::kResource: return "resource";
+    case Endpoint::kRoute: return "route";
+    case Endpoint::kStream: return "stream";
+    case Endpoint::kDatasourceProxy: return "datasource-proxy";
+    case Endpoint::kMetrics: return "metrics";
+    case Endpoint::kAdmissionValidate: return "admission-validate";
+    case Endpoint::kAdmissionMutate: return "admission-mutate";
+    case Endpoint::kConversion: return "conversion";
+  }
+  return "unknown";
+}
+
+// Everything one DataPlaneService routes, decided at build time.
+class ServiceMatcher {
+ public:
+  explicit ServiceMatcher(std::shared_ptr<const ServiceEntry> entry) : entry_(std::move(entry)) {
+    for (const auto& s : entry_->spec.services) {
+      if (s.type == "query") query_ = true;
+      else if (s.type == "health") health_ = true;
+      else if (s.type == "stream") stream_ = true;
+      else if (s.type == "datasource-proxy" || s.type == "datsource-proxy") proxy_ = true;
+      else if (s.type == "metrics") metrics_ = true;
+      else if (s.type == "admission") admission_ = true;
+      else if (s.type == "conversion") conversion_ = true;
+      else if (s.type == "route") {
+        // A route service turns on the datasource resources endpoint, and its own path (if any).
+        resources_ = true;
+        if (!s.path.empty()) {
+          CompiledRoute r;
+          r.service = &s;
+          r.method = upper(s.method);
+          r.segments = compile_template(s.path);
+          routes_.push_back(std::move(r));
+        }
+      }
+    }
+  }
+
+  // `rest` is the path after /apis/{g}/{v}, starting with '/'.
+  std::optional<RouteMatch> match(std::string_view method, std::string_view rest) const {
+    Segments seg;
+    if (!split(rest, seg)) return std::nullopt;
+    for (std::size_t i = 0; i < seg.count; ++i) {
+      if (is_dot_segment(seg.parts[i])) return std::nullopt;
+    }
+    const auto& p = seg.parts;
+    const std::size_t n = seg.count;
+
+    // Cluster-level endpoints.
+    if (n == 1 && p[0] == "metrics" && metrics_) return fixed(Endpoint::kMetrics, method, "GET");
+    if (n == 1 && p[0] == "conversion" && conversion_) {
+      return fixed(Endpoint::kConversion, method, "POST");
+    }
+    if (n == 2 && p[0] == "admission" && admission_) {
+      if (p[1] == "validate") return fixed(Endpoint::kAdmissionValidate, method, "POST");
+      if (p[1] == "mutate") return fixed(Endpoint::kAdmissionMutate, method, "POST");
+    }
+
+    if (n < 3 || p[0] != "namespaces" || p[1].empty()) return std::nullopt;
+
+    // Datasource endpoints: namespaces/{ns}/datasources/{uid}/<kind>[/...].
+    if (n >= 5 && !p[3].empty()) {
+      const std::string_view kind = p[4];
+      if (p[2] == "datasources" || p[2] == "connections") {
+        if (n == 5 && kind == "query" && query_) {
+          return datasource(Endpoint::kQuery, method, "POST", p[1], p[3], {});
+        }
+      }
+      if (p[2] == "datasources") {
+        if (n == 5 && kind == "health" && health_) {
+          return datasource(Endpoint::kHealth, method, "GET", p[1], p[3], {});
+        }
+        const std::string_view remainder =
+            n > 5 ? rest.substr(seg.offsets[5]) : std::string_view{};
+        if (kind == "resources" && resources_) {
+          return datasource(Endpoint::kResource, method, "", p[1], p[3], remainder);
+        }
+        if (kind == "stream" && stream_) {
+          if (method != "GET" && method != "POST") {
+            return datasource(Endpoint::kStream, method, "GET, POST", p[1], p[3], remainder, false);
+          }
+          return datasource(Endpoint::kStream, method, "", p[1], p[3], remainder);
+        }
+        if (kind == "proxy" && proxy_) {
+          return datasource(Endpoint::kDatasourceProxy, method, "", p[1], p[3], remainder);
+        }
+      }
+    }
+
+    if (!routes_.empty()) return match_routes(method, rest, seg);
+    return std::nullopt;
+  }
+
+ private:
+  RouteMatch base(Endpoint endpoint) const {
+    RouteMatch m;
+    m.service = entry_;
+    m.endpoint = endpoint;
+    return m;
+  }
+
+  RouteMatch fixed(Endpoint endpoint, std::string_view method, const char* allowed) const {
+    RouteMatch m = base(endpoint);
+    m.method_allowed = method == allowed;
+    m.allow = allowed;
+    return m;
+  }
+
+  RouteMatch datasource(Endpoint endpoint, std::string_view method, const char* allowed,
+                        std::string_view ns, std::string_view uid, std::string_view sub,
+                        bool allowed_override = true) const {
+    RouteMatch m = base(endpoint);
+    m.allow = allowed;
+    m.method_allowed = allowed_override && (m.allow.empty() || method == allowed);
+    m.namespace_name = percent_decode(ns);
+    m.datasource_uid = percent_decode(uid);
+    m.sub_path = std::string(sub);
+    return m;
+  }
+
+  std::optional<RouteMatch> match_routes(std::string_view method, std::string_view rest,
+                                         const Segments& seg) const {
+    // seg.parts[0] == "namespaces", [1] == ns; templates apply from index 2.
+    std::string allow;
+    for (const auto& r : routes_) {
+      std::vector<std::pair<std::string, std::string>> params;
+      if (!match_template(r, seg, params)) continue;
+      if (r.method.empty() || r.method == method) {
+        RouteMatch m = base(Endpoint::kRoute);
+        m.route = r.service;
+        m.namespace_name = percent_decode(seg.parts[1]);
+        m.sub_path = seg.count > 2 ? std::string(rest.substr(seg.offsets[2])) : std::string();
+        m.path_params = std::move(params);
+        m.allow = r.method;
+        return m;
+      }
+      if (allow.find(r.method) == std::string::npos) {
+        if (!allow.empty()) allow += ", ";
+        allow += r.method;
+      }
+    }
+    if (allow.empty()) return std::nullopt;
+    RouteMatch m = base(Endpoint::kRoute);
+    m.method_allowed = false;
+    m.allow = std::move(allow);
+    m.namespace_name = percent_decode(seg.parts[1]);
+    return m;
+  }
+
+  static bool match_template(const CompiledRoute& r, const Segments& seg,
+                             std::vector<std::pair<std::string, std::string>>& params) {
+    std::size_t i = 2;
+    for (std::size_t t = 0; t < r.segments.size(); ++t) {
+      const TemplateSegment& ts = r.segments[t];
+      if (ts.is_rest) {
+        std::string value;
+        for (std::size_t k = i; k < seg.count; ++k) {
+          if (k > i) value += '/';
+          value += percent_decode(seg.parts[k]);
+        }
+        params.emplace_back(ts.param, std::move(value));
+        return true;
+      }
+      if (i >= seg.count || seg.parts[i].empty()) return false;
+      if (ts.is_param) {
+        params.emplace_back(ts.param, percent_decode(seg.parts[i]));
+      } else if (seg.parts[i] != ts.literal) {
+        return false;
+      }
+      ++i;
+    }
+    return i == seg.count;
+  }
+
+  std::shared_ptr<const ServiceEntry> entry_;
+  bool query_ = false, health_ = false, resources_ = false, stream_ = false, proxy_ = false,
+       metrics_ = false, admission_ = false, conversion_ = false;
+  std::vector<CompiledRoute> routes_;
+
+  friend class RouteTable;
+};
+
+RouteTable::~RouteTable() = default;
+
+std::shared_ptr<const RouteTable> RouteTable::build(std::vector<ServiceEntry> services) {
+  std::sort(services.begin(), services.end(),
+            [](const ServiceEntry& a, const ServiceEntry& b) { return a.name < b.name; });
+  std::shared_ptr<RouteTable> table(new RouteTable());
+  table->by_group_version_.reserve(services.size());
+  for (auto& s : services) {
+    std::string key = s.spec.group + "/" + s.spec.version;
+    if (s.spec.group.empty() || s.spec.version.empty() ||
+        s.spec.group.find('/') != std::string::npos ||
+        s.spec.version.find('/') != std::string::npos) {
+      obs::warn("dataplaneservice has no routable group/version; skipped", {{"name", s.name}});
+      continue;
+    }
+    if (table->by_group_version_.count(key) != 0) {
+      obs::warn("dataplaneservice claims a group/version already routed; ignored",
+                {{"name", s.name}, {"group", s.spec.group}, {"version", s.spec.version}});
+      continue;
+    }
+    auto entry = std::make_shared<const ServiceEntry>(std::move(s));
+    table->by_group_version_.emplace(std::move(key), std::make_unique<ServiceMatcher>(entry));
+  }
+  return table;
+}
+
+std::shared_ptr<const RouteTable> RouteTable::empty() {
+  static const std::shared_ptr<const RouteTable> kEmpty(new RouteTable());
+  return kEmpty;
+}
+
+std::optional<RouteMatch> RouteTable::match(std::string_view method, std::string_view path) const {
+  constexpr std::string_view kApis = "/apis/";
+  if (path.size() <= kApis.size() || path.substr(0, kApis.size()) != kApis) return std::nullopt;
+  const std::size_t g_end = path.find('/', kApis.size());
+  if (g_end == std::string_view::npos || g_end == kApis.size()) return std::nullopt;
+  std::size_t v_end = path.find('/', g_end + 1);
+  if (v_end == std::string_view::npos || v_end == g_end + 1) return std::nullopt;
+  // Nothing after /apis/{g}/{v}/ is discovery: delegated.
+  if (v_end + 1 >= path.size()) return std::nullopt;
+  auto it = by_group_version_.find(path.substr(kApis.size(), v_end - kApis.size()));
+  if (it == by_group_version_.end()) return std::nullopt;
+  return it->second->match(method, path.substr(v_end));
+}
+
+std::shared_ptr<const ServiceEntry> RouteTable::find(std::string_view group,
+                                                     std::string_view version) const {
+  std::string key;
+  key.reserve(group.size() + version.size() + 1);
+  key.append(group).append("/").append(version);
+  auto it = by_group_version_.find(std::string_view(key));
+  if (it == by_group_version_.end()) return nullptr;
+  return it->second->entry_;
+}
+
+std::vector<std::shared_ptr<const ServiceEntry>> RouteTable::services() const {
+  std::vector<std::shared_ptr<const ServiceEntry>> out;
+  out.reserve(by_group_version_.size());
+  for (const auto& [key, matcher] : by_group_version_) out.push_back(matcher->entry_);
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a->name < b->name; });
+  return out;
+}
+
+}  // namespace dpa::dataplane

@@ -1,0 +1,97 @@
+// The data-plane route table: an immutable snapshot built from the decoded DataPlaneServices that
+// maps a request path under /apis/{group}/{version}/ to the service type that handles it (DESIGN
+// §2.2). Built once per registration change and swapped atomically; match() is a hash lookup on
+// (group, version) plus a small per-service matcher, so its cost does not grow with the table.
+#pragma once
+
+#include "aggregator/dataplaneservice/types.h"
+
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace dpa::dataplane {
+
+// What a matched path asks for. kResource and kRoute both end in Resource.CallResource.
+enum class Endpoint {
+  kQuery,               // POST .../datasources/{uid}/query (or connections/{uid}/query)
+  kHealth,              // GET  .../datasources/{uid}/health
+  kResource,            // *    .../datasources/{uid}/resources/{path...}
+  kRoute,               // a spec.services[] entry of type route
+  kStream,              // GET|POST .../datasources/{uid}/stream/{path...}
+  kDatasourceProxy,     // *    .../datasources/{uid}/proxy/{path...}
+  kMetrics,             // GET  /metrics
+  kAdmissionValidate,   // POST /admission/validate
+  kAdmissionMutate,     // POST /admission/mutate
+  kConversion,          // POST /conversion
+};
+const char* endpoint_name(Endpoint endpoint);
+
+// One DataPlaneService as the table knows it. Shared so a RouteMatch outlives a table swap.
+struct ServiceEntry {
+  std::string name;  // metadata.name
+  dataplaneservice::Spec spec;
+};
+
+struct RouteMatch {
+  std::shared_ptr<const ServiceEntry> service;
+  Endpoint endpoint = Endpoint::kQuery;
+  // False when the path is a data-plane path but the method is not one it accepts: the caller
+  // answers 405 MethodNotAllowed with an `Allow: <allow>` header instead of delegating.
+  bool method_allowed = true;
+  std::string allow;  // e.g. "POST"; empty when any method is accepted
+  std::string namespace_name;   // {ns}, percent-decoded; empty for cluster-level endpoints
+  std::string datasource_uid;   // {uid}, percent-decoded; empty for cluster-level endpoints
+  // Raw (still percent-encoded) rest of the path after resources/, stream/ or proxy/, without a
+  // leading slash; empty for other endpoints. For kRoute: the path after /namespaces/{ns}.
+  std::string sub_path;
+  // {name} captures of a route service's path template, percent-decoded, in template order.
+  std::vector<std::pair<std::string, std::string>> path_params;
+  const dataplaneservice::Service* route = nullptr;  // kRoute: the matched services[] entry
+};
+
+class ServiceMatcher;
+
+class RouteTable {
+ public:
+  // Entries claiming a (group, version) already claimed are ignored (validation rejects such
+  // objects; if two are stored anyway the one with the smallest name wins, deterministically).
+  static std::shared_ptr<const RouteTable> build(std::vector<ServiceEntry> services);
+  static std::shared_ptr<const RouteTable> empty();
+
+  ~RouteTable();
+  RouteTable(const RouteTable&) = delete;
+  RouteTable& operator=(const RouteTable&) = delete;
+
+  // Matches a request path (without query string, as received). nullopt: not a data-plane route
+  // (the front router sends the request to the delegate). `method` is the HTTP method token.
+  std::optional<RouteMatch> match(std::string_view method, std::string_view path) const;
+
+  // The service owning /apis/{group}/{version}, if any (discovery, availability).
+  std::shared_ptr<const ServiceEntry> find(std::string_view group, std::string_view version) const;
+  std::size_t size() const { return by_group_version_.size(); }
+  std::vector<std::shared_ptr<const ServiceEntry>> services() const;
+
+ private:
+  RouteTable() = default;
+
+  struct Hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  struct Equal {
+    using is_transparent = void;
+    bool operator()(std::string_view a, std::string_view b) const { return a == b; }
+  };
+  // Key: "{group}/{version}", which is a substring of every request path it serves, so lookups
+  // need no allocation.
+  std::unordered_map<std::string, std::unique_ptr<const ServiceMatcher>, Hash, Equal>
+      by_group_version_;
+};
+
+}  // namespace dpa::dataplane
