@@ -10,6 +10,8 @@
 
 #include "aggregator/apimachinery/status.h"
 
+#include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -45,6 +47,22 @@ struct ListOptions {
   std::string prefix;
   std::string start_after;  // exclusive lower bound on key (for limit/continue)
   std::size_t limit = 0;    // 0 = no limit
+};
+
+// Tuning shared by every backend. Automatic compaction keeps the union of the enabled windows:
+// history is dropped only when it is older than `retain_duration` AND more than
+// `retain_revisions` behind the current revision (a zero disables that window; both zero
+// disables automatic compaction). Kubernetes on etcd keeps about five minutes.
+struct StoreOptions {
+  int64_t retain_revisions = 0;
+  std::chrono::seconds retain_duration{300};
+  std::chrono::milliseconds compaction_interval{30'000};
+  // Most recent events kept in memory for starting watches. Older retained history is read from
+  // disk (SQLite); a backend without disk (MemoryStore) compacts what falls out of memory.
+  std::size_t memory_history_limit = 10'000;
+  // SQLite: run `PRAGMA quick_check` at open so a corrupt file is reported before serving.
+  bool verify_on_open = true;
+  std::chrono::milliseconds busy_timeout{5'000};
 };
 
 class Watch {
