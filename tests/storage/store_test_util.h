@@ -1,0 +1,87 @@
+// Helpers shared by the storage tests: a self-deleting temporary directory, polling waits, and a
+// watch callback that records every event it receives.
+#pragma once
+
+#include "aggregator/storage/store.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace dpa::storage::testing {
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern =
+        (std::filesystem::temp_directory_path() / "dpa-storage-test-XXXXXX").string();
+    if (::mkdtemp(pattern.data()) == nullptr) std::abort();
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Polls `done` until it holds or `timeout` passes; returns its last value.
+inline bool eventually(const std::function<bool()>& done,
+                       std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
+// Collects events delivered to a watch; callback() is the WatchCallback to register.
+class EventLog {
+ public:
+  WatchCallback callback() {
+    return [this](const std::vector<Event>& events) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (const Event& event : events) events_.push_back(event);
+      ++calls_;
+    };
+  }
+  std::vector<Event> events() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return events_;
+  }
+  std::size_t size() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return events_.size();
+  }
+  // Waits until at least n events arrived; false on timeout.
+  bool wait_for(std::size_t n) {
+    return eventually([&] { return size() >= n; });
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<Event> events_;
+  std::size_t calls_ = 0;
+};
+
+inline std::vector<int64_t> revisions_of(const std::vector<Event>& events) {
+  std::vector<int64_t> revisions;
+  for (const Event& event : events) revisions.push_back(event.revision);
+  return revisions;
+}
+
+}  // namespace dpa::storage::testing
