@@ -92,6 +92,9 @@ class Exchange {
   virtual std::size_t pending_bytes() const = 0;
   // Ends the stream (terminating chunk); the connection is then reused or closed.
   virtual void finish() = 0;
+  // Ends a started stream abnormally: no terminating chunk, the connection is closed, so the
+  // client sees a truncated response instead of a complete one (a proxied upstream broke).
+  virtual void abort() { finish(); }
 
   // Called once when the client goes away or the server shuts down while a response is still
   // streaming; handlers stop producing (cancel gRPC streams, unsubscribe watches). After it,

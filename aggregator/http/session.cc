@@ -1,0 +1,1070 @@
+// One session per connection, templated over the plain and TLS streams (Beast's server-flex
+// model). The asynchronous chain reads top to bottom:
+//   do_read_request -> on_read -> parse_header -> on_request (handler runs)
+//   respond / begin_stream / write / finish -> do_write -> on_write -> finish_request -> next
+// Request headers are parsed with Beast's parser fed from our own buffer (no composed read ops),
+// bodies are decoded on demand, responses are serialised by hand into one gather-write per flush.
+// Everything touching the socket runs on the session's strand; Exchange methods dispatch to it.
+#include "aggregator/http/session.h"
+
+#include "aggregator/http/wire.h"
+#include "aggregator/observability/log.h"
+
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+
+#include <atomic>
+#include <limits>
+#include <random>
+
+namespace dpa::http {
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = net::ip::tcp;
+using error_code = boost::system::error_code;
+
+namespace {
+
+constexpr std::size_t kReadSize = 16 * 1024;       // bytes asked of the socket per read
+constexpr std::size_t kBodyChunk = 64 * 1024;      // largest body chunk handed to a handler
+constexpr std::size_t kMaxDrainBytes = 1 << 20;    // unread request body we discard to keep-alive
+constexpr std::chrono::seconds kLingerTimeout{2};  // reading after our FIN so the peer gets the reply
+
+using RequestParser = bhttp::request_parser<bhttp::buffer_body>;
+
+std::string make_request_id() {
+  // A per-process random prefix and a counter: unique enough to correlate log lines, and short
+  // enough (15 chars) to stay in the small-string buffer.
+  static const std::uint32_t prefix = std::random_device{}() & 0xffffff;
+  static std::atomic<std::uint64_t> counter{0};
+  std::uint64_t n = counter.fetch_add(1, std::memory_order_relaxed);
+  std::string id;
+  id.reserve(15);
+  append_hex(id, prefix | 0x1000000);
+  id.erase(0, 1);
+  id.push_back('-');
+  std::string digits;
+  append_hex(digits, n);
+  id.append(8 - std::min<std::size_t>(8, digits.size()), '0');
+  id.append(digits);
+  return id;
+}
+
+bool status_has_body(int status) { return !(status < 200 || status == 204 || status == 304); }
+
+// Percent-decodes a query component ('+' is a space in form encoding).
+std::string percent_decode(std::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '%' && i + 2 < in.size() && hex(in[i + 1]) >= 0 && hex(in[i + 2]) >= 0) {
+      out.push_back(static_cast<char>(hex(in[i + 1]) * 16 + hex(in[i + 2])));
+      i += 2;
+    } else if (in[i] == '+') {
+      out.push_back(' ');
+    } else {
+      out.push_back(in[i]);
+    }
+  }
+  return out;
+}
+
+// Finds `name` in a raw query string; returns whether present and its raw value.
+bool find_query_param(std::string_view query, std::string_view name, std::string_view& value) {
+  std::size_t pos = 0;
+  while (pos <= query.size() && !query.empty()) {
+    std::size_t amp = query.find('&', pos);
+    if (amp == std::string_view::npos) amp = query.size();
+    std::string_view pair = query.substr(pos, amp - pos);
+    std::size_t eq = pair.find('=');
+    std::string_view key = pair.substr(0, eq);
+    if (key == name || (key.find('%') != std::string_view::npos && percent_decode(key) == name)) {
+      value = eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+      return true;
+    }
+    if (amp == query.size()) break;
+    pos = amp + 1;
+  }
+  return false;
+}
+
+// A response head serialised by hand: one allocation, no Beast serializer state.
+enum class Framing { kLength, kChunked, kRaw, kNone };
+
+std::string serialize_head(int status, const std::vector<std::pair<std::string, std::string>>& headers,
+                           Framing framing, std::uint64_t content_length, bool keep_alive,
+                           bool keep_user_length) {
+  std::string out;
+  out.reserve(160 + headers.size() * 48);
+  append_status_line(out, status);
+  bool has_date = false, has_server = false;
+  for (const auto& [name, value] : headers) {
+    // The session owns framing and connection management.
+    if (iequals(name, "content-length")) {
+      if (!keep_user_length) continue;
+    } else if (iequals(name, "transfer-encoding") || iequals(name, "connection")) {
+      continue;
+    } else if (iequals(name, "date")) {
+      has_date = true;
+    } else if (iequals(name, "server")) {
+      has_server = true;
+    }
+    append_header(out, name, value);
+  }
+  if (!has_date) {
+    out.append("Date: ");
+    append_http_date(out);
+    out.append("\r\n");
+  }
+  if (!has_server) out.append("Server: dataplane-aggregator\r\n");
+  if (framing == Framing::kLength) {
+    out.append("Content-Length: ");
+    out.append(std::to_string(content_length));
+    out.append("\r\n");
+  } else if (framing == Framing::kChunked) {
+    out.append("Transfer-Encoding: chunked\r\n");
+  }
+  if (!keep_alive) out.append("Connection: close\r\n");
+  out.append("\r\n");
+  return out;
+}
+
+template <class Stream>
+class Session;
+
+// The per-request Exchange. It owns the parser (so header() stays valid for the exchange's
+// lifetime) and the request/response state; the session owns the connection.
+template <class Stream>
+class ServerExchange final : public Exchange,
+                             public std::enable_shared_from_this<ServerExchange<Stream>> {
+ public:
+  using SessionPtr = std::shared_ptr<Session<Stream>>;
+
+  ServerExchange(SessionPtr session, std::size_t header_limit) : session_(std::move(session)) {
+    parser_.header_limit(static_cast<std::uint32_t>(header_limit));
+    parser_.body_limit(std::numeric_limits<std::uint64_t>::max());
+    parser_.eager(false);  // stop after the header; the body is decoded on demand
+  }
+
+  // --- request ---------------------------------------------------------------------------------
+  const Header& header() const override { return parser_.get(); }
+  std::string_view path() const override { return path_; }
+  std::string_view query() const override { return query_; }
+  std::string query_param(std::string_view name) const override {
+    std::string_view raw;
+    return find_query_param(query_, name, raw) ? percent_decode(raw) : std::string();
+  }
+  bool has_query_param(std::string_view name) const override {
+    std::string_view raw;
+    return find_query_param(query_, name, raw);
+  }
+  std::string remote_address() const override { return remote_; }
+  bool is_tls() const override { return session_->is_tls(); }
+  const std::string& request_id() const override {
+    if (request_id_.empty()) {
+      auto it = parser_.get().find("X-Request-Id");
+      if (it != parser_.get().end() && !it->value().empty() && it->value().size() <= 128) {
+        request_id_.assign(it->value().data(), it->value().size());
+      } else {
+        request_id_ = make_request_id();
+      }
+    }
+    return request_id_;
+  }
+
+  void read_body(std::size_t limit, std::function<void(api::Expected<std::string>)> done) override {
+    auto self = this->shared_from_this();
+    net::dispatch(executor_, [self, limit, done = std::move(done)]() mutable {
+      self->start_read_body(limit, std::move(done));
+    });
+  }
+  void read_body_some(std::function<void(bool, std::string, bool)> done) override {
+    auto self = this->shared_from_this();
+    net::dispatch(executor_, [self, done = std::move(done)]() mutable {
+      self->session_->read_body_some(self, std::move(done));
+    });
+  }
+
+  // --- response --------------------------------------------------------------------------------
+  void respond(Response response) override {
+    auto self = this->shared_from_this();
+    net::dispatch(executor_, [self, response = std::move(response)]() mutable {
+      self->session_->respond(self, std::move(response));
+    });
+  }
+  void begin_stream(ResponseHead head) override {
+    auto self = this->shared_from_this();
+    net::dispatch(executor_, [self, head = std::move(head)]() mutable {
+      self->session_->begin_stream(self, std::move(head));
+    });
+  }
+  void write(std::string chunk, std::function<void(bool)> done) override {
+    pending_bytes_.fetch_add(chunk.size(), std::memory_order_relaxed);
+    auto self = this->shared_from_this();
+    net::dispatch(executor_, [self, chunk = std::move(chunk), done = std::move(done)]() mutable {
+      self->session_->write_chunk(self, std::move(chunk), std::move(done));
+    });
+  }
+  std::size_t pending_bytes() const override {
+    return pending_bytes_.load(std::memory_order_relaxed);
+  }
+  void finish() override {
+    auto self = this->shared_from_this();
+    net::dispatch(executor_, [self]() { self->session_->finish_stream(self); });
+  }
+  void abort() override {
+    auto self = this->shared_from_this();
+    net::dispatch(executor_, [self]() {
+      if (self == self->session_->current_) self->session_->client_gone();
+    });
+  }
+  void on_close(std::function<void()> callback) override {
+    auto self = this->shared_from_this();
+    net::dispatch(executor_, [self, callback = std::move(callback)]() mutable {
+      if (self->closed_) {
+        net::post(self->executor_, std::move(callback));
+      } else {
+        self->on_close_ = std::move(callback);
+      }
+    });
+  }
+  bool closed() const override { return closed_flag_.load(std::memory_order_acquire); }
+  void upgrade(ResponseHead head, std::function<void(std::unique_ptr<ByteStream>)> done) override {
+    auto self = this->shared_from_this();
+    net::dispatch(executor_, [self, head = std::move(head), done = std::move(done)]() mutable {
+      self->session_->upgrade(self, std::move(head), std::move(done));
+    });
+  }
+  net::any_io_executor executor() override { return executor_; }
+
+  // --- state, touched only on the strand (by the session) --------------------------------------
+  void start_read_body(std::size_t limit, std::function<void(api::Expected<std::string>)> done) {
+    if (auto length = parser_.content_length(); length && *length > limit) {
+      keep_alive_ = false;  // the unread body makes the connection unusable
+      post_result(std::move(done), api::ApiError::too_large(too_large_message(limit)));
+      return;
+    }
+    accumulate_body(limit, std::make_shared<std::string>(), std::move(done));
+  }
+
+  void accumulate_body(std::size_t limit, std::shared_ptr<std::string> body,
+                       std::function<void(api::Expected<std::string>)> done) {
+    auto self = this->shared_from_this();
+    session_->read_body_some(
+        self, [self, limit, body, done = std::move(done)](bool ok, std::string chunk,
+                                                           bool last) mutable {
+          if (!ok) {
+            done(api::ApiError::bad_request("request body could not be read"));
+            return;
+          }
+          if (body->size() + chunk.size() > limit) {
+            self->keep_alive_ = false;
+            done(api::ApiError::too_large(too_large_message(limit)));
+            return;
+          }
+          if (body->empty()) {
+            *body = std::move(chunk);
+          } else {
+            body->append(chunk);
+          }
+          if (last) {
+            done(std::move(*body));
+          } else {
+            self->accumulate_body(limit, std::move(body), std::move(done));
+          }
+        });
+  }
+
+  static std::string too_large_message(std::size_t limit) {
+    return "the request body is larger than the limit of " + std::to_string(limit) + " bytes";
+  }
+
+  template <class Done, class Value>
+  void post_result(Done&& done, Value&& value) {
+    net::post(executor_, [done = std::forward<Done>(done), value = std::forward<Value>(value)]() mutable {
+      done(std::move(value));
+    });
+  }
+
+  void mark_closed() {
+    if (closed_) return;
+    closed_ = true;
+    closed_flag_.store(true, std::memory_order_release);
+    if (on_close_ && !finished_) {
+      auto callback = std::move(on_close_);
+      on_close_ = nullptr;
+      callback();
+    }
+  }
+
+  SessionPtr session_;
+  net::any_io_executor executor_;
+  RequestParser parser_;
+  std::string_view path_, query_;
+  std::string remote_;
+  mutable std::string request_id_;
+  std::chrono::steady_clock::time_point start_;
+  bool keep_alive_ = true;
+  bool head_request_ = false;
+  bool expect_continue_ = false;
+  bool continue_sent_ = false;
+  bool response_started_ = false;   // respond/begin_stream/upgrade called
+  bool response_complete_ = false;  // everything queued; finish when the queue drains
+  bool streaming_ = false;
+  bool chunked_ = false;
+  bool body_allowed_ = true;
+  bool closed_ = false;
+  bool finished_ = false;  // finish_request ran
+  int status_ = 0;
+  std::uint64_t body_bytes_ = 0;
+  std::atomic<bool> closed_flag_{false};
+  std::atomic<std::size_t> pending_bytes_{0};
+  std::function<void()> on_close_;
+};
+
+template <class Stream>
+class Session final : public SessionControl, public std::enable_shared_from_this<Session<Stream>> {
+ public:
+  using ExchangePtr = std::shared_ptr<ServerExchange<Stream>>;
+
+  template <class... Args>
+  Session(std::shared_ptr<ServerState> state, bool counted, Args&&... args)
+      : state_(std::move(state)), stream_(std::forward<Args>(args)...), counted_(counted) {}
+
+  ~Session() override {
+    if (registered_) state_->remove_session(registration_, counted_);
+  }
+
+  void run() {
+    registration_ = state_->add_session(this->weak_from_this());
+    registered_ = true;
+    error_code ec;
+    auto endpoint = lowest().socket().remote_endpoint(ec);
+    if (!ec) {
+      remote_ = endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
+    }
+    lowest().socket().set_option(tcp::no_delay(true), ec);
+    if (state_->shutting_down.load()) {
+      do_close();
+      return;
+    }
+    net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] { self->on_run(); });
+  }
+
+  static constexpr bool kTls = !std::is_same_v<Stream, beast::tcp_stream>;
+  bool is_tls() const { return kTls; }
+
+  // --- SessionControl --------------------------------------------------------------------------
+  void begin_shutdown() override {
+    net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
+      self->shutting_down_ = true;
+      if (self->closed_ || self->upgraded_) return;
+      ExchangePtr ex = self->current_;
+      if (!ex) {
+        // Waiting for (or partway through) a request header: nothing in flight to finish.
+        self->do_close();
+        return;
+      }
+      ex->keep_alive_ = false;
+      if (ex->streaming_ && !ex->response_complete_) {
+        ex->mark_closed();
+        self->end_stream(ex);
+      }
+    });
+  }
+  void force_close() override {
+    net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
+      self->client_gone();
+    });
+  }
+
+  // --- reading requests ------------------------------------------------------------------------
+  void on_run() {
+    if constexpr (kTls) {
+      lowest().expires_after(state_->header_timeout);
+      stream_.async_handshake(net::ssl::stream_base::server,
+                              [self = this->shared_from_this()](error_code ec) {
+                                if (ec) return self->do_close();
+                                self->start_first_request();
+                              });
+    } else {
+      start_first_request();
+    }
+  }
+
+  void start_first_request() {
+    if (!counted_) {
+      // Over max_connections: answer with a Status right away and hang up.
+      auto error = api::ApiError::unavailable("too many open connections", 1);
+      Response r = Response::error(error);
+      std::string head = serialize_head(r.status, r.headers, Framing::kLength, r.body.size(),
+                                        false, false);
+      queue_.push_back({std::move(head), {}});
+      queue_.push_back({std::move(r.body), {}});
+      close_after_write_ = true;
+      do_write();
+      return;
+    }
+    do_read_request();
+  }
+
+  void do_read_request() {
+    current_.reset();
+    if (closed_) return;
+    if (shutting_down_) return do_close();
+    pending_ = std::make_shared<ServerExchange<Stream>>(this->shared_from_this(),
+                                                        state_->options.max_header_bytes);
+    pending_->executor_ = stream_.get_executor();
+    header_deadline_set_ = false;
+    if (buffer_.size() > 0) {
+      arm_header_deadline();
+      parse_header();
+      return;
+    }
+    // Between requests the idle timeout applies; the first request gets the header timeout.
+    lowest().expires_after(served_ ? state_->idle_timeout : state_->header_timeout);
+    header_deadline_set_ = !served_;
+    do_read();
+  }
+
+  void arm_header_deadline() {
+    if (header_deadline_set_) return;
+    header_deadline_set_ = true;
+    lowest().expires_after(state_->header_timeout);
+  }
+
+  // The only place a read is started: at most one is in flight; on_read routes by phase.
+  void do_read() {
+    if (read_in_flight_ || closed_) return;
+    read_in_flight_ = true;
+    stream_.async_read_some(buffer_.prepare(kReadSize),
+                            [self = this->shared_from_this()](error_code ec, std::size_t n) {
+                              self->on_read(ec, n);
+                            });
+  }
+
+  void on_read(error_code ec, std::size_t n) {
+    read_in_flight_ = false;
+    if (ec) {
+      if (lingering_) return finish_close();
+      if (current_) return client_gone();
+      return do_close();  // idle timeout, slowloris cut, or the client closed between requests
+    }
+    buffer_.commit(n);
+    if (lingering_) {
+      buffer_.consume(buffer_.size());
+      return do_read();
+    }
+    switch (phase_) {
+      case Phase::kHeader:
+        arm_header_deadline();
+        return parse_header();
+      case Phase::kBody:
+        return continue_body();
+      case Phase::kDrain:
+        return continue_drain();
+      case Phase::kHandling:
+        return;  // bytes of a pipelined request: parsed when this one is done
+    }
+  }
+
+  void parse_header() {
+    phase_ = Phase::kHeader;
+    error_code ec;
+    std::size_t used = pending_->parser_.put(buffer_.data(), ec);
+    buffer_.consume(used);
+    if (ec == bhttp::error::need_more) return do_read();
+    if (ec == bhttp::error::header_limit) {
+      return reject_request(api::ApiError::header_too_large(
+          "request header exceeds " + std::to_string(state_->options.max_header_bytes) +
+          " bytes"));
+    }
+    if (ec) return reject_request(api::ApiError::bad_request("malformed HTTP request: " + ec.message()));
+    if (!pending_->parser_.is_header_done()) return do_read();
+    on_request();
+  }
+
+  // A request we answer ourselves before any handler sees it; the connection then closes.
+  void reject_request(const api::ApiError& error) {
+    pending_->start_ = std::chrono::steady_clock::now();
+    current_ = std::move(pending_);
+    current_->keep_alive_ = false;
+    lowest().expires_after(state_->header_timeout);
+    respond(current_, Response::error(error));
+  }
+
+  void on_request() {
+    lowest().expires_never();
+    phase_ = Phase::kHandling;
+    current_ = std::move(pending_);
+    ExchangePtr ex = current_;
+    ex->start_ = std::chrono::steady_clock::now();
+    ex->remote_ = remote_;
+    auto& req = ex->parser_.get();
+    std::string_view target = req.target();
+    std::size_t q = target.find('?');
+    ex->path_ = target.substr(0, q);
+    ex->query_ = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
+    ex->keep_alive_ = ex->parser_.keep_alive() && !shutting_down_;
+    ex->head_request_ = req.method() == bhttp::verb::head;
+    auto expect = req.find(bhttp::field::expect);
+    ex->expect_continue_ = expect != req.end() && iequals(expect->value(), "100-continue");
+    ex->parser_.eager(true);
+    served_ = true;
+    // An upgrade hands the socket over, so nothing may be reading it in the background.
+    bool upgrade = req.find(bhttp::field::upgrade) != req.end();
+    if (ex->parser_.is_done() && !upgrade) watch_for_disconnect();
+    state_->handler(ex);
+  }
+
+  // With the request fully read, a pending read notices a client that hangs up mid-response
+  // (so long-running handlers are cancelled), and otherwise buffers a pipelined request.
+  void watch_for_disconnect() {
+    if (buffer_.size() == 0) do_read();
+  }
+
+  // --- request bodies --------------------------------------------------------------------------
+  void read_body_some(const ExchangePtr& ex, std::function<void(bool, std::string, bool)> done) {
+    if (ex != current_ || closed_ || ex->closed_ || body_done_) {
+      bool ok = ex == current_ && !ex->closed_ && ex->parser_.is_done();
+      net::post(ex->executor_, [done = std::move(done), ok]() mutable { done(ok, {}, true); });
+      return;
+    }
+    if (ex->parser_.is_done()) {
+      net::post(ex->executor_, [done = std::move(done)]() mutable { done(true, {}, true); });
+      return;
+    }
+    if (ex->expect_continue_ && !ex->continue_sent_ && !ex->response_started_) {
+      ex->continue_sent_ = true;
+      queue_.push_back({"HTTP/1.1 100 Continue\r\n\r\n", {}});
+      do_write();
+    }
+    body_done_ = std::move(done);
+    phase_ = Phase::kBody;
+    continue_body();
+  }
+
+  void continue_body() {
+    ExchangePtr ex = current_;
+    if (!ex || !body_done_) return;
+    if (buffer_.size() == 0) return do_read();
+    std::string chunk(std::min(buffer_.size(), kBodyChunk), '\0');
+    auto& body = ex->parser_.get().body();
+    body.data = chunk.data();
+    body.size = chunk.size();
+    error_code ec;
+    std::size_t used = ex->parser_.put(buffer_.data(), ec);
+    buffer_.consume(used);
+    chunk.resize(chunk.size() - body.size);
+    body.data = nullptr;
+    body.size = 0;
+    if (ec == bhttp::error::need_buffer) ec = {};
+    if (ec == bhttp::error::need_more) {
+      ec = {};
+      if (chunk.empty()) return do_read();
+    }
+    auto done = std::move(body_done_);
+    body_done_ = nullptr;
+    phase_ = Phase::kHandling;
+    if (ec) {
+      ex->keep_alive_ = false;
+      net::post(ex->executor_, [done = std::move(done)]() mutable { done(false, {}, true); });
+      return;
+    }
+    bool last = ex->parser_.is_done();
+    if (last) watch_for_disconnect();
+    net::post(ex->executor_, [done = std::move(done), chunk = std::move(chunk), last]() mutable {
+      done(true, std::move(chunk), last);
+    });
+  }
+
+  // --- responses -------------------------------------------------------------------------------
+  void respond(const ExchangePtr& ex, Response response) {
+    if (ex != current_ || ex->response_started_) return;
+    ex->response_started_ = true;
+    if (ex->closed_ || closed_) return;
+    if (ex->expect_continue_ && !ex->continue_sent_) ex->keep_alive_ = false;
+    ex->status_ = response.status;
+    bool body = status_has_body(response.status) && !ex->head_request_;
+    bool keep_user_length = ex->head_request_ && response.body.empty();
+    Framing framing = status_has_body(response.status) && !keep_user_length ? Framing::kLength
+                                                                              : Framing::kNone;
+    queue_.push_back({serialize_head(response.status, response.headers, framing,
+                                     response.body.size(), ex->keep_alive_, keep_user_length),
+                      {}});
+    if (body && !response.body.empty()) {
+      ex->body_bytes_ = response.body.size();
+      queue_.push_back({std::move(response.body), {}});
+    }
+    ex->response_complete_ = true;
+    do_write();
+  }
+
+  void begin_stream(const ExchangePtr& ex, ResponseHead head) {
+    if (ex != current_ || ex->response_started_) return;
+    ex->response_started_ = true;
+    ex->streaming_ = true;
+    if (ex->closed_ || closed_) return;
+    ex->status_ = head.status;
+    ex->body_allowed_ = status_has_body(head.status) && !ex->head_request_;
+    bool has_length = false;
+    for (const auto& h : head.headers) {
+      if (iequals(h.first, "content-length")) has_length = true;
+    }
+    Framing framing = Framing::kNone;
+    if (has_length) {
+      framing = Framing::kRaw;
+    } else if (ex->body_allowed_) {
+      framing = Framing::kChunked;
+      ex->chunked_ = true;
+    } else if (status_has_body(head.status) && !ex->head_request_) {
+      ex->keep_alive_ = false;
+    }
+    if (ex->expect_continue_ && !ex->continue_sent_) ex->keep_alive_ = false;
+    queue_.push_back(
+        {serialize_head(head.status, head.headers, framing, 0, ex->keep_alive_, has_length), {}});
+    do_write();
+  }
+
+  void write_chunk(const ExchangePtr& ex, std::string chunk, std::function<void(bool)> done) {
+    if (ex != current_ || ex->closed_ || closed_ || !ex->streaming_ || ex->response_complete_) {
+      ex->pending_bytes_.fetch_sub(chunk.size(), std::memory_order_relaxed);
+      if (done) net::post(ex->executor_, [done = std::move(done)] { done(false); });
+      return;
+    }
+    std::size_t size = chunk.size();
+    if (!ex->body_allowed_ || size == 0) {
+      ex->pending_bytes_.fetch_sub(size, std::memory_order_relaxed);
+      if (done) net::post(ex->executor_, [done = std::move(done)] { done(true); });
+      return;
+    }
+    ex->body_bytes_ += size;
+    if (ex->chunked_) {
+      std::string prefix;
+      append_hex(prefix, size);
+      prefix.append("\r\n");
+      if (size <= 512) {
+        // Small events: one buffer, fewer iovecs.
+        prefix.append(chunk);
+        prefix.append("\r\n");
+        queue_.push_back({std::move(prefix), std::move(done), size});
+      } else {
+        queue_.push_back({std::move(prefix), {}, 0});
+        queue_.push_back({std::move(chunk), {}, size});
+        queue_.push_back({"\r\n", std::move(done), 0});
+      }
+    } else {
+      queue_.push_back({std::move(chunk), std::move(done), size});
+    }
+    do_write();
+  }
+
+  void finish_stream(const ExchangePtr& ex) {
+    if (ex != current_ || !ex->streaming_ || ex->response_complete_) return;
+    if (ex->closed_ || closed_) return;
+    end_stream(ex);
+  }
+
+  void end_stream(const ExchangePtr& ex) {
+    ex->response_complete_ = true;
+    if (ex->chunked_) queue_.push_back({"0\r\n\r\n", {}, 0});
+    do_write();
+  }
+
+  void upgrade(const ExchangePtr& ex, ResponseHead head,
+               std::function<void(std::unique_ptr<ByteStream>)> done);
+
+  // --- writing ---------------------------------------------------------------------------------
+  struct Pending {
+    std::string data;
+    std::function<void(bool)> done;
+    std::size_t counted = 0;  // bytes subtracted from pending_bytes when written
+  };
+
+  void do_write() {
+    if (write_in_flight_ || queue_.empty() || closed_) return;
+    write_in_flight_ = true;
+    writing_.swap(queue_);
+    gather_.clear();
+    for (const auto& p : writing_) gather_.emplace_back(p.data.data(), p.data.size());
+    net::async_write(stream_, gather_,
+                     [self = this->shared_from_this()](error_code ec, std::size_t) {
+                       self->on_write(ec);
+                     });
+  }
+
+  void on_write(error_code ec) {
+    write_in_flight_ = false;
+    ExchangePtr ex = current_;
+    std::vector<Pending> written;
+    written.swap(writing_);
+    for (auto& p : written) {
+      if (ex && p.counted) ex->pending_bytes_.fetch_sub(p.counted, std::memory_order_relaxed);
+      if (p.done) p.done(!ec);
+    }
+    written.clear();
+    if (writing_.capacity() < written.capacity()) writing_.swap(written);
+    if (ec) return client_gone();
+    if (close_after_write_ && queue_.empty()) return graceful_close();
+    if (!queue_.empty()) return do_write();
+    if (upgrade_pending_) return complete_upgrade();
+    if (ex && ex->response_complete_ && !ex->finished_) finish_request(ex);
+  }
+
+  void finish_request(const ExchangePtr& ex) {
+    ex->finished_ = true;
+    record(ex);
+    if (!ex->keep_alive_ || shutting_down_) return graceful_close();
+    if (!ex->parser_.is_done()) {
+      // The handler answered without reading the whole body: discard it to keep the connection.
+      drained_ = 0;
+      phase_ = Phase::kDrain;
+      return continue_drain();
+    }
+    phase_ = Phase::kHeader;
+    if (read_in_flight_) {
+      // The disconnect watch is still pending; it now waits for the next request.
+      current_.reset();
+      pending_ = std::make_shared<ServerExchange<Stream>>(this->shared_from_this(),
+                                                          state_->options.max_header_bytes);
+      pending_->executor_ = stream_.get_executor();
+      header_deadline_set_ = false;
+      lowest().expires_after(state_->idle_timeout);
+      return;
+    }
+    do_read_request();
+  }
+
+  void continue_drain() {
+    ExchangePtr ex = current_;
+    while (ex && !ex->parser_.is_done() && buffer_.size() > 0) {
+      char scratch[8192];
+      auto& body = ex->parser_.get().body();
+      body.data = scratch;
+      body.size = sizeof scratch;
+      error_code ec;
+      std::size_t used = ex->parser_.put(buffer_.data(), ec);
+      buffer_.consume(used);
+      drained_ += sizeof scratch - body.size;
+      body.data = nullptr;
+      body.size = 0;
+      if (ec == bhttp::error::need_buffer || ec == bhttp::error::need_more) ec = {};
+      if (ec || drained_ > kMaxDrainBytes) return graceful_close();
+      if (used == 0 && ex->parser_.get().body().size == 0) break;
+    }
+    if (!ex || ex->parser_.is_done()) {
+      phase_ = Phase::kHeader;
+      return do_read_request();
+    }
+    lowest().expires_after(state_->idle_timeout);
+    do_read();
+  }
+
+  void record(const ExchangePtr& ex) {
+    const auto& opts = state_->options;
+    bool log = opts.access_log && obs::log_level() <= obs::Level::kInfo;
+    if (!log && !state_->observer) return;
+    auto& req = ex->parser_.get();
+    auto method = req.method_string();
+    RequestRecord rec;
+    rec.method = std::string_view(method.data(), method.size());
+    rec.path = ex->path_;
+    rec.status = ex->status_;
+    rec.duration = std::chrono::duration_cast<std::chrono::microseconds>(
+        std::chrono::steady_clock::now() - ex->start_);
+    rec.bytes = ex->body_bytes_;
+    rec.streamed = ex->streaming_;
+    if (state_->observer) state_->observer(rec);
+    if (log) {
+      obs::info("request", {{"method", rec.method},
+                            {"path", rec.path},
+                            {"status", rec.status},
+                            {"bytes", rec.bytes},
+                            {"duration_us", rec.duration.count()},
+                            {"remote", remote_},
+                            {"request_id", ex->request_id()}});
+    }
+  }
+
+  // --- closing ---------------------------------------------------------------------------------
+  // The client went away (or a write failed, or the grace period ended): close at once.
+  void client_gone() {
+    ExchangePtr ex = current_;
+    if (ex && !ex->finished_) {
+      ex->finished_ = true;
+      if (ex->response_started_ || ex->status_ != 0) record(ex);
+    }
+    do_close();
+    if (ex) ex->mark_closed();
+    fail_pending_body();
+  }
+
+  void fail_pending_body() {
+    if (body_done_ && current_) {
+      auto done = std::move(body_done_);
+      body_done_ = nullptr;
+      net::post(current_->executor_, [done = std::move(done)]() mutable { done(false, {}, true); });
+    }
+  }
+
+  // Half-close and read until the peer closes (bounded), so a response sent while the client is
+  // still sending (413, 431) is not destroyed by a TCP reset.
+  void graceful_close() {
+    if (closed_ || lingering_) return;
+    lingering_ = true;
+    error_code ec;
+    if constexpr (!kTls) lowest().socket().shutdown(tcp::socket::shutdown_send, ec);
+    lowest().expires_after(kLingerTimeout);
+    if (ec) return finish_close();
+    buffer_.consume(buffer_.size());
+    if (!read_in_flight_) do_read();
+  }
+
+  void finish_close() {
+    do_close();
+    if (current_) current_->mark_closed();
+  }
+
+  void do_close() {
+    if (closed_) return;
+    closed_ = true;
+    error_code ec;
+    lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
+    lowest().socket().close(ec);
+    lowest().expires_never();
+    // Pending callbacks are told, the exchange is released so the session can be freed.
+    ExchangePtr ex = std::move(current_);
+    current_.reset();
+    pending_.reset();
+    if (ex) {
+      ex->mark_closed();
+      if (body_done_) {
+        auto done = std::move(body_done_);
+        body_done_ = nullptr;
+        net::post(ex->executor_, [done = std::move(done)]() mutable { done(false, {}, true); });
+      }
+    }
+    for (auto& p : queue_) {
+      if (p.done) net::post(stream_.get_executor(), [done = std::move(p.done)] { done(false); });
+    }
+    queue_.clear();
+  }
+
+  beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
+
+  // --- upgraded connections (used by the ByteStream below) -------------------------------------
+  void complete_upgrade();
+
+  enum class Phase { kHeader, kBody, kHandling, kDrain };
+
+  std::shared_ptr<ServerState> state_;
+  Stream stream_;
+  bool counted_;
+  ServerState::Registry::iterator registration_;
+  bool registered_ = false;
+  std::string remote_;
+  beast::flat_buffer buffer_;
+  ExchangePtr current_;  // the request being handled
+  ExchangePtr pending_;  // the request whose header is being read
+  Phase phase_ = Phase::kHeader;
+  std::function<void(bool, std::string, bool)> body_done_;
+  std::size_t drained_ = 0;
+  bool served_ = false;
+  bool header_deadline_set_ = false;
+  bool read_in_flight_ = false;
+  bool write_in_flight_ = false;
+  bool close_after_write_ = false;
+  bool closed_ = false;
+  bool lingering_ = false;
+  bool shutting_down_ = false;
+  bool upgraded_ = false;
+  bool upgrade_pending_ = false;
+  std::function<void(std::unique_ptr<ByteStream>)> upgrade_done_;
+  std::vector<Pending> queue_, writing_;
+  std::vector<net::const_buffer> gather_;
+
+ public:
+  // Raw access for the upgraded byte stream.
+  Stream& stream() { return stream_; }
+  beast::flat_buffer& buffer() { return buffer_; }
+  bool& closed_flag() { return closed_; }
+  void close_now() { do_close(); }
+};
+
+// The raw connection after a 101: leftover buffered bytes first, then the socket.
+template <class Stream>
+class UpgradedByteStream final : public ByteStream {
+ public:
+  explicit UpgradedByteStream(std::shared_ptr<Session<Stream>> session)
+      : session_(std::move(session)) {}
+  ~UpgradedByteStream() override { close(); }
+
+  void read_some(std::function<void(bool, std::string)> done) override {
+    auto session = session_;
+    net::dispatch(session->stream().get_executor(), [session, done = std::move(done)]() mutable {
+      auto& buffer = session->buffer();
+      if (buffer.size() > 0) {
+        std::string bytes(static_cast<const char*>(buffer.data().data()), buffer.size());
+        buffer.consume(buffer.size());
+        net::post(session->stream().get_executor(),
+                  [done = std::move(done), bytes = std::move(bytes)]() mutable {
+                    done(true, std::move(bytes));
+                  });
+        return;
+      }
+      if (session->closed_flag()) {
+        net::post(session->stream().get_executor(), [done = std::move(done)] { done(false, {}); });
+        return;
+      }
+      auto bytes = std::make_shared<std::string>(kReadSize, '\0');
+      session->stream().async_read_some(
+          net::buffer(bytes->data(), bytes->size()),
+          [session, bytes, done = std::move(done)](error_code ec, std::size_t n) mutable {
+            if (ec) return done(false, {});
+            bytes->resize(n);
+            done(true, std::move(*bytes));
+          });
+    });
+  }
+
+  void write(std::string bytes, std::function<void(bool)> done) override {
+    auto session = session_;
+    net::dispatch(session->stream().get_executor(),
+                  [session, bytes = std::make_shared<std::string>(std::move(bytes)),
+                   done = std::move(done)]() mutable {
+                    if (session->closed_flag()) {
+                      if (done) done(false);
+                      return;
+                    }
+                    net::async_write(session->stream(), net::buffer(*bytes),
+                                     [session, bytes, done = std::move(done)](error_code ec,
+                                                                              std::size_t) {
+                                       if (done) done(!ec);
+                                     });
+                  });
+  }
+
+  void close() override {
+    if (!session_) return;
+    auto session = std::move(session_);
+    session_.reset();
+    net::dispatch(session->stream().get_executor(), [session] { session->close_now(); });
+  }
+
+  net::any_io_executor executor() override { return session_->stream().get_executor(); }
+
+ private:
+  std::shared_ptr<Session<Stream>> session_;
+};
+
+template <class Stream>
+void Session<Stream>::upgrade(const ExchangePtr& ex, ResponseHead head,
+                              std::function<void(std::unique_ptr<ByteStream>)> done) {
+  if (ex != current_ || ex->response_started_ || ex->closed_ || closed_) {
+    net::post(ex->executor_, [done = std::move(done)] { done(nullptr); });
+    return;
+  }
+  ex->response_started_ = true;
+  ex->status_ = head.status;
+  std::string out;
+  append_status_line(out, head.status);
+  for (const auto& [name, value] : head.headers) append_header(out, name, value);
+  out.append("\r\n");
+  queue_.push_back({std::move(out), {}, 0});
+  upgrade_pending_ = true;
+  upgrade_done_ = std::move(done);
+  do_write();
+}
+
+template <class Stream>
+void Session<Stream>::complete_upgrade() {
+  upgrade_pending_ = false;
+  upgraded_ = true;
+  ExchangePtr ex = std::move(current_);
+  current_.reset();
+  if (ex) {
+    ex->finished_ = true;
+    record(ex);
+  }
+  phase_ = Phase::kHandling;
+  auto done = std::move(upgrade_done_);
+  upgrade_done_ = nullptr;
+  done(std::make_unique<UpgradedByteStream<Stream>>(this->shared_from_this()));
+}
+
+}  // namespace
+
+// --- ServerState ---------------------------------------------------------------------------------
+
+ServerState::ServerState(net::io_context& io_context, ServerOptions opts, Handler h)
+    : io(io_context), options(std::move(opts)), handler(std::move(h)) {
+  header_timeout = options.header_timeout_ms.count() > 0
+                       ? options.header_timeout_ms
+                       : std::chrono::duration_cast<std::chrono::milliseconds>(options.header_timeout);
+  idle_timeout = options.idle_timeout_ms.count() > 0
+                     ? options.idle_timeout_ms
+                     : std::chrono::duration_cast<std::chrono::milliseconds>(options.idle_timeout);
+}
+
+ServerState::Registry::iterator ServerState::add_session(std::weak_ptr<SessionControl> session) {
+  std::lock_guard<std::mutex> lock(mu);
+  sessions.push_front(std::move(session));
+  return sessions.begin();
+}
+
+void ServerState::remove_session(Registry::iterator it, bool counted) {
+  bool drained = false;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    sessions.erase(it);
+  }
+  if (counted) {
+    drained = connections.fetch_sub(1) == 1 && shutting_down.load();
+  }
+  if (drained) complete_shutdown();
+}
+
+void ServerState::complete_shutdown() {
+  std::function<void()> done;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    done = std::move(shutdown_done);
+    shutdown_done = nullptr;
+  }
+  if (!done) return;
+  if (grace_timer) {
+    net::post(io, [timer = grace_timer.get()] { timer->cancel(); });
+  }
+  net::post(io, std::move(done));
+}
+
+void start_plain_session(std::shared_ptr<ServerState> state, tcp::socket socket, bool counted) {
+  auto session = std::make_shared<Session<beast::tcp_stream>>(std::move(state), counted,
+                                                              std::move(socket));
+  session->run();
+}
+
+void start_tls_session(std::shared_ptr<ServerState> state, tcp::socket socket, bool counted) {
+  auto& ctx = *state->tls;
+  auto session = std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(
+      std::move(state), counted, std::move(socket), ctx);
+  session->run();
+}
+
+}  // namespace dpa::http

@@ -1,0 +1,39 @@
+// HTTP/1.1 wire helpers shared by the server session, the client and the delegate proxy: status
+// reason phrases, a cached Date header, response-head serialisation and the hop-by-hop header
+// rules of RFC 9110 §7.6.1 (the proxy drops them in both directions).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace dpa::http {
+
+// "OK", "Not Found", ...; "Unknown" for codes Beast does not know.
+std::string_view reason_phrase(int status);
+
+// Appends the IMF-fixdate for now ("Sun, 06 Nov 1994 08:49:37 GMT"), cached per second per thread.
+void append_http_date(std::string& out);
+
+// ASCII case-insensitive equality (header names, tokens).
+bool iequals(std::string_view a, std::string_view b);
+
+// Whether `list` (a comma-separated header value such as Connection's) contains `token`.
+bool header_list_contains(std::string_view list, std::string_view token);
+
+// Hop-by-hop headers a proxy never forwards: Connection, Keep-Alive, Proxy-*, TE, Trailer,
+// Transfer-Encoding, Upgrade. Headers named in the message's Connection value are hop-by-hop too
+// and are checked with header_list_contains by the caller.
+bool is_hop_by_hop(std::string_view name);
+
+// Appends "HTTP/1.1 <status> <reason>\r\n" plus the headers (each "Name: value\r\n"), without the
+// blank line that ends the head.
+void append_status_line(std::string& out, int status);
+void append_header(std::string& out, std::string_view name, std::string_view value);
+
+// Appends the lower-case hexadecimal form of n (chunk sizes).
+void append_hex(std::string& out, std::uint64_t n);
+
+}  // namespace dpa::http
