@@ -82,8 +82,7 @@ class PrometheusTest(unittest.TestCase):
                 self.assertEqual(fields[0]["type"], "time")
                 self.assertEqual(fields[1]["type"], "number")
                 self.assertEqual(fields[1]["labels"]["job"], "dataplane-aggregator")
-                self.assertEqual(fields[1]["labels"]["__name__"] if "__name__" in fields[1]["labels"]
-                                 else "dataplane_aggregator_build_info", "dataplane_aggregator_build_info")
+                self.assertEqual(fields[1]["labels"]["version"], "0.1.0")
                 self.assertTrue(all(v == 1 for v in frame["data"]["values"][1]))
                 # Health through the aggregator reaches the same Prometheus.
                 status, health = agg.json("GET", path.replace("/query", "/health"))
