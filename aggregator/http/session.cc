@@ -38,7 +38,7 @@ namespace {
 constexpr std::size_t kReadSize = 16 * 1024;       // bytes asked of the socket per read
 constexpr std::size_t kBodyChunk = 64 * 1024;      // largest body chunk handed to a handler
 constexpr std::size_t kMaxDrainBytes = 1 << 20;    // unread request body we discard to keep-alive
-constexpr std::chrono::seconds kLingerTimeout{2};  // reading after our FIN so the peer gets the reply
+constexpr std::chrono::seconds kLingerTimeout{1};  // reading after our FIN so the peer gets the reply
 
 using RequestParser = bhttp::request_parser<bhttp::buffer_body>;
 
@@ -345,7 +345,10 @@ class Session final : public SessionControl, public std::enable_shared_from_this
 
   template <class... Args>
   Session(std::shared_ptr<ServerState> state, bool counted, Args&&... args)
-      : state_(std::move(state)), stream_(std::forward<Args>(args)...), counted_(counted) {}
+      : state_(std::move(state)),
+        stream_(std::forward<Args>(args)...),
+        counted_(counted),
+        timer_(stream_.get_executor()) {}
 
   ~Session() override {
     if (registered_) state_->remove_session(registration_, counted_);
@@ -397,7 +400,7 @@ class Session final : public SessionControl, public std::enable_shared_from_this
   // --- reading requests ------------------------------------------------------------------------
   void on_run() {
     if constexpr (kTls) {
-      lowest().expires_after(state_->header_timeout);
+      set_deadline(state_->header_timeout);
       stream_.async_handshake(net::ssl::stream_base::server,
                               [self = this->shared_from_this()](error_code ec) {
                                 if (ec) return self->do_close();
@@ -438,7 +441,7 @@ class Session final : public SessionControl, public std::enable_shared_from_this
       return;
     }
     // Between requests the idle timeout applies; the first request gets the header timeout.
-    lowest().expires_after(served_ ? state_->idle_timeout : state_->header_timeout);
+    set_deadline(served_ ? state_->idle_timeout : state_->header_timeout);
     header_deadline_set_ = !served_;
     do_read();
   }
@@ -446,7 +449,7 @@ class Session final : public SessionControl, public std::enable_shared_from_this
   void arm_header_deadline() {
     if (header_deadline_set_) return;
     header_deadline_set_ = true;
-    lowest().expires_after(state_->header_timeout);
+    set_deadline(state_->header_timeout);
   }
 
   // The only place a read is started: at most one is in flight; on_read routes by phase.
@@ -505,12 +508,12 @@ class Session final : public SessionControl, public std::enable_shared_from_this
     pending_->start_ = std::chrono::steady_clock::now();
     current_ = std::move(pending_);
     current_->keep_alive_ = false;
-    lowest().expires_after(state_->header_timeout);
+    set_deadline(state_->header_timeout);
     respond(current_, Response::error(error));
   }
 
   void on_request() {
-    lowest().expires_never();
+    clear_deadline();
     phase_ = Phase::kHandling;
     current_ = std::move(pending_);
     ExchangePtr ex = current_;
@@ -745,7 +748,7 @@ class Session final : public SessionControl, public std::enable_shared_from_this
                                                           state_->options.max_header_bytes);
       pending_->executor_ = stream_.get_executor();
       header_deadline_set_ = false;
-      lowest().expires_after(state_->idle_timeout);
+      set_deadline(state_->idle_timeout);
       return;
     }
     do_read_request();
@@ -772,7 +775,7 @@ class Session final : public SessionControl, public std::enable_shared_from_this
       phase_ = Phase::kHeader;
       return do_read_request();
     }
-    lowest().expires_after(state_->idle_timeout);
+    set_deadline(state_->idle_timeout);
     do_read();
   }
 
@@ -806,13 +809,13 @@ class Session final : public SessionControl, public std::enable_shared_from_this
   // The client went away (or a write failed, or the grace period ended): close at once.
   void client_gone() {
     ExchangePtr ex = current_;
-    if (ex && !ex->finished_) {
-      ex->finished_ = true;
-      if (ex->response_started_ || ex->status_ != 0) record(ex);
-    }
-    do_close();
-    if (ex) ex->mark_closed();
+    bool unfinished = ex && !ex->finished_;
     fail_pending_body();
+    do_close();  // fires on_close of an unfinished exchange
+    if (unfinished) {
+      ex->finished_ = true;
+      record(ex);
+    }
   }
 
   void fail_pending_body() {
@@ -830,7 +833,7 @@ class Session final : public SessionControl, public std::enable_shared_from_this
     lingering_ = true;
     error_code ec;
     if constexpr (!kTls) lowest().socket().shutdown(tcp::socket::shutdown_send, ec);
-    lowest().expires_after(kLingerTimeout);
+    set_deadline(kLingerTimeout);
     if (ec) return finish_close();
     buffer_.consume(buffer_.size());
     if (!read_in_flight_) do_read();
@@ -845,9 +848,11 @@ class Session final : public SessionControl, public std::enable_shared_from_this
     if (closed_) return;
     closed_ = true;
     error_code ec;
+    timer_.cancel();
+    timer_armed_ = false;
     lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
     lowest().socket().close(ec);
-    lowest().expires_never();
+    clear_deadline();
     // Pending callbacks are told, the exchange is released so the session can be freed.
     ExchangePtr ex = std::move(current_);
     current_.reset();
@@ -867,6 +872,36 @@ class Session final : public SessionControl, public std::enable_shared_from_this
   }
 
   beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
+
+  // --- deadlines -------------------------------------------------------------------------------
+  // One lazily re-armed timer: moving a deadline later only updates deadline_, so a busy
+  // keep-alive connection does not cancel and re-arm a timer per request. On expiry the socket is
+  // closed, which also aborts a pending read (header, idle and linger timeouts).
+  template <class Duration>
+  void set_deadline(Duration after) {
+    deadline_ = std::chrono::steady_clock::now() +
+                std::chrono::duration_cast<std::chrono::steady_clock::duration>(after);
+    if (!timer_armed_ || deadline_ < armed_at_) arm_timer();
+  }
+  void clear_deadline() { deadline_ = std::chrono::steady_clock::time_point::max(); }
+
+  void arm_timer() {
+    timer_armed_ = true;
+    armed_at_ = deadline_;
+    timer_.expires_at(deadline_);
+    timer_.async_wait([self = this->shared_from_this(), at = armed_at_](error_code ec) {
+      if (ec || at != self->armed_at_) return;  // re-armed or cancelled
+      self->on_timer();
+    });
+  }
+
+  void on_timer() {
+    timer_armed_ = false;
+    if (closed_ || deadline_ == std::chrono::steady_clock::time_point::max()) return;
+    if (std::chrono::steady_clock::now() < deadline_) return arm_timer();
+    if (lingering_) return finish_close();
+    do_close();
+  }
 
   // --- upgraded connections (used by the ByteStream below) -------------------------------------
   void complete_upgrade();
@@ -895,6 +930,10 @@ class Session final : public SessionControl, public std::enable_shared_from_this
   bool shutting_down_ = false;
   bool upgraded_ = false;
   bool upgrade_pending_ = false;
+  net::steady_timer timer_;
+  std::chrono::steady_clock::time_point deadline_ = std::chrono::steady_clock::time_point::max();
+  std::chrono::steady_clock::time_point armed_at_;
+  bool timer_armed_ = false;
   std::function<void(std::unique_ptr<ByteStream>)> upgrade_done_;
   std::vector<Pending> queue_, writing_;
   std::vector<net::const_buffer> gather_;

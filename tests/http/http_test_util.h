@@ -1,0 +1,119 @@
+// Test helpers shared by tests/http and tests/delegate: a server running on background threads
+// and small blocking clients that speak raw HTTP/1.1 so tests see exactly what is on the wire.
+#pragma once
+
+#include "aggregator/http/server.h"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace dpa::http::testing {
+
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+// An io_context run by `threads` threads for the lifetime of the object.
+class IoThreads {
+ public:
+  explicit IoThreads(int threads = 2) : guard_(net::make_work_guard(io_)) {
+    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { io_.run(); });
+  }
+  ~IoThreads() { stop(); }
+  void stop() {
+    guard_.reset();
+    io_.stop();
+    for (auto& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+  }
+  net::io_context& io() { return io_; }
+
+ private:
+  net::io_context io_;
+  net::executor_work_guard<net::io_context::executor_type> guard_;
+  std::vector<std::thread> threads_;
+};
+
+inline std::unique_ptr<Server> start_server(net::io_context& io, ServerOptions options,
+                                            Handler handler) {
+  if (options.port < 0 && options.secure_port < 0) options.port = 0;
+  options.access_log = false;
+  auto server = std::make_unique<Server>(io, std::move(options), std::move(handler));
+  auto started = server->start();
+  EXPECT_TRUE(started.ok()) << (started.ok() ? "" : started.error().message);
+  return server;
+}
+
+// A blocking connection to 127.0.0.1:port.
+class RawClient {
+ public:
+  explicit RawClient(int port) : socket_(io_) {
+    socket_.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"),
+                                  static_cast<unsigned short>(port)));
+  }
+  void send(const std::string& bytes) { net::write(socket_, net::buffer(bytes)); }
+  // Reads one response (Beast parser); throws on connection errors.
+  boost::beast::http::response<boost::beast::http::string_body> read_response() {
+    boost::beast::http::response<boost::beast::http::string_body> res;
+    boost::beast::http::read(socket_, buffer_, res);
+    return res;
+  }
+  // Reads whatever arrives next (blocking); empty string on EOF/error.
+  std::string read_some() {
+    if (buffer_.size() > 0) {
+      std::string s(static_cast<const char*>(buffer_.data().data()), buffer_.size());
+      buffer_.consume(buffer_.size());
+      return s;
+    }
+    char data[65536];
+    boost::system::error_code ec;
+    std::size_t n = socket_.read_some(net::buffer(data), ec);
+    if (ec) return {};
+    return std::string(data, n);
+  }
+  // Reads until `needle` was seen or EOF; returns everything read.
+  std::string read_until(const std::string& needle) {
+    std::string all;
+    while (all.find(needle) == std::string::npos) {
+      std::string s = read_some();
+      if (s.empty()) break;
+      all += s;
+    }
+    return all;
+  }
+  // True when the server closed the connection (EOF or reset) within `wait`.
+  bool closed_within(std::chrono::milliseconds wait) {
+    socket_.non_blocking(false);
+    timeval tv{static_cast<long>(wait.count() / 1000), static_cast<long>((wait.count() % 1000) * 1000)};
+    setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char c;
+    ssize_t n = ::recv(socket_.native_handle(), &c, 1, 0);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+  }
+  tcp::socket& socket() { return socket_; }
+
+ private:
+  net::io_context io_;
+  tcp::socket socket_;
+  boost::beast::flat_buffer buffer_;
+};
+
+inline std::string get_request(const std::string& target, const std::string& extra = "") {
+  return "GET " + target + " HTTP/1.1\r\nHost: test\r\n" + extra + "\r\n";
+}
+
+}  // namespace dpa::http::testing
