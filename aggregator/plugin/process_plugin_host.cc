@@ -69,12 +69,20 @@ void ProcessPluginHost::start_all() {
     e.process = sup.get();
     e.supervisor = std::move(sup);
   }
+  std::vector<std::pair<std::string, PluginStatus>> initial;
+  std::vector<std::function<void(const std::string&, PluginStatus)>> callbacks;
   {
     std::lock_guard<std::mutex> lock(mu_);
     entries_ = std::move(entries);
     for (auto& [id, e] : entries_) {
       if (e.supervisor) to_start.push_back(e.supervisor.get());
+      initial.emplace_back(id, e.status);
     }
+    callbacks = callbacks_;
+  }
+  // Listeners registered before start_all learn every plugin's first status too.
+  for (const auto& [id, status] : initial) {
+    for (const auto& cb : callbacks) cb(id, status);
   }
   // Started outside the lock: the first status callbacks take it.
   for (auto* s : to_start) s->start();
