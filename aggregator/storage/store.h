@@ -70,6 +70,11 @@ class Watch {
   virtual ~Watch() = default;
   // Stops delivery; after it returns, the callback is not running and will not be called again.
   virtual void cancel() = 0;
+  // Every change under the prefix with revision <= this has been passed to the callback (and the
+  // callback returned), even when none matched: the revision a BOOKMARK may carry. Read it, then
+  // post the bookmark behind the events the callback posted (same strand), so it follows them.
+  // 0 when unknown or cancelled.
+  virtual int64_t progress_revision() const { return 0; }
 };
 
 // Called on the store's notification thread, in revision order. Must not block: post elsewhere.

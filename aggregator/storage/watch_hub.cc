@@ -18,6 +18,8 @@ struct WatchHub::Watcher {
   // Held while the callback runs, so cancel() from another thread waits for it to finish.
   std::mutex delivery_mutex;
   std::atomic<bool> cancelled{false};
+  // Published for Watch::progress_revision(): cursor once the events up to it were delivered.
+  std::atomic<int64_t> progress{0};
 };
 
 struct WatchHub::Shared {
@@ -53,6 +55,10 @@ class HubWatch final : public Watch {
       mark_cancelled();
     }
     watcher_.reset();
+  }
+
+  int64_t progress_revision() const override {
+    return watcher_ ? watcher_->progress.load(std::memory_order_acquire) : 0;
   }
 
  private:
@@ -101,6 +107,7 @@ void deliver_backlog(WatchHub::Watcher& watcher) {
       invoke(watcher, chunk);
     }
   }
+  watcher.progress.store(watcher.cursor, std::memory_order_release);
 }
 
 void deliver_batch(WatchHub::Watcher& watcher, const std::vector<Event>& batch) {
@@ -123,6 +130,7 @@ void deliver_batch(WatchHub::Watcher& watcher, const std::vector<Event>& batch) 
     if (!filtered.empty()) invoke(watcher, filtered);
   }
   watcher.cursor = std::max(watcher.cursor, batch.back().revision);
+  watcher.progress.store(watcher.cursor, std::memory_order_release);
 }
 
 }  // namespace
@@ -142,6 +150,9 @@ std::unique_ptr<Watch> WatchHub::add(std::string prefix, int64_t cursor,
   watcher->callback = std::move(callback);
   watcher->cursor = cursor;
   watcher->backlog = std::move(backlog);
+  // Until the backlog is delivered, progress stops just before its first event.
+  watcher->progress.store(watcher->backlog.empty() ? cursor
+                                                    : watcher->backlog.front().revision - 1);
   std::thread::id notification_thread;
   {
     std::lock_guard<std::mutex> lock(shared_->mutex);

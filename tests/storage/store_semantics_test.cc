@@ -387,6 +387,23 @@ TYPED_TEST(StoreSemanticsTest, WatchCanCancelItselfFromItsCallback) {
   EXPECT_EQ(calls.load(), 1);
 }
 
+TYPED_TEST(StoreSemanticsTest, ProgressRevisionAdvancesPastNonMatchingChanges) {
+  Store& store = this->store();
+  ASSERT_TRUE(store.create("/p/1", "{}").ok());  // 1
+  ASSERT_TRUE(store.create("/q/1", "{}").ok());  // 2
+  EventLog log;
+  auto watch = store.watch("/p/", 0, log.callback());
+  ASSERT_TRUE(watch.ok());
+  ASSERT_TRUE(log.wait_for(1));
+  ASSERT_TRUE(eventually([&] { return (*watch)->progress_revision() == 2; }));
+  // Changes outside the prefix still move the safe bookmark revision forward.
+  ASSERT_TRUE(store.create("/q/2", "{}").ok());  // 3
+  ASSERT_TRUE(eventually([&] { return (*watch)->progress_revision() == 3; }));
+  EXPECT_EQ(log.size(), 1u);
+  (*watch)->cancel();
+  EXPECT_EQ((*watch)->progress_revision(), 0);
+}
+
 TYPED_TEST(StoreSemanticsTest, AutomaticCompactionKeepsTheLastRevisions) {
   StoreOptions options;
   options.retain_revisions = 5;
