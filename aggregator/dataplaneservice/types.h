@@ -2,6 +2,7 @@
 // values, decoded from and validated against the stored JSON object (DESIGN §2.1).
 #pragma once
 
+#include "aggregator/apimachinery/object_meta.h"
 #include "aggregator/apimachinery/status.h"
 
 #include <nlohmann/json.hpp>
@@ -45,5 +46,18 @@ api::Expected<Spec> decode_spec(const nlohmann::json& object);
 // methods). Returns 422 Invalid with one cause per violated field. Does not check uniqueness of
 // group/version across objects (the registry does that).
 api::Outcome validate(const nlohmann::json& object);
+
+// status.conditions rules (type required and unique, status True|False|Unknown, RFC 3339
+// lastTransitionTime). 422 Invalid with causes under status.conditions[i].
+api::Outcome validate_status(const nlohmann::json& object);
+
+// Fields of a DataPlaneService object that the schema does not define, as dotted paths
+// ("spec.foo", "spec.services[1].bar", "metadata.foo"); what fieldValidation=Strict rejects.
+std::vector<std::string> unknown_fields(const nlohmann::json& object);
+// Drops those fields (what a structural CRD schema prunes).
+void prune_unknown_fields(nlohmann::json& object);
+// apiVersion/kind of a request body must be aggregation.grafana.app/v0alpha1 DataPlaneService:
+// 400 BadRequest otherwise (missing kind included), as kube-apiserver's decoder answers.
+api::Outcome check_type_meta(const nlohmann::json& object);
 
 }  // namespace dpa::dataplaneservice

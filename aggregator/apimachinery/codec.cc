@@ -1,0 +1,204 @@
+#include "aggregator/apimachinery/codec.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cctype>
+#include <cerrno>
+#include <cstdlib>
+#include <regex>
+
+namespace dpa::api {
+namespace {
+
+// YAML 1.2 core schema resolution for plain scalars (what sigs.k8s.io/yaml produces for JSON
+// targets in practice: true/false, null, integers and floats; everything else is a string).
+bool is_null_scalar(const std::string& s) {
+  return s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL";
+}
+bool is_bool_scalar(const std::string& s, bool* out) {
+  if (s == "true" || s == "True" || s == "TRUE") {
+    *out = true;
+    return true;
+  }
+  if (s == "false" || s == "False" || s == "FALSE") {
+    *out = false;
+    return true;
+  }
+  return false;
+}
+bool is_int_scalar(const std::string& s) {
+  static const std::regex re("[-+]?[0-9]+");
+  return std::regex_match(s, re);
+}
+bool is_float_scalar(const std::string& s) {
+  static const std::regex re(R"([-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?)");
+  return std::regex_match(s, re);
+}
+
+Expected<nlohmann::json> node_to_json(const YAML::Node& node, int depth) {
+  if (depth > 100) return ApiError::bad_request("yaml: exceeded max depth of 100");
+  switch (node.Type()) {
+    case YAML::NodeType::Undefined:
+    case YAML::NodeType::Null:
+      return nlohmann::json(nullptr);
+    case YAML::NodeType::Scalar: {
+      const std::string& s = node.Scalar();
+      if (node.Tag() != "?") return nlohmann::json(s);  // quoted or explicitly tagged: a string
+      bool b = false;
+      if (is_null_scalar(s)) return nlohmann::json(nullptr);
+      if (is_bool_scalar(s, &b)) return nlohmann::json(b);
+      if (is_int_scalar(s)) {
+        errno = 0;
+        char* end = nullptr;
+        long long v = std::strtoll(s.c_str(), &end, 10);
+        if (errno == 0) return nlohmann::json(static_cast<int64_t>(v));
+        return nlohmann::json(std::strtod(s.c_str(), nullptr));
+      }
+      if (is_float_scalar(s)) return nlohmann::json(std::strtod(s.c_str(), nullptr));
+      return nlohmann::json(s);
+    }
+    case YAML::NodeType::Sequence: {
+      nlohmann::json arr = nlohmann::json::array();
+      for (const auto& item : node) {
+        auto v = node_to_json(item, depth + 1);
+        if (!v) return v;
+        arr.push_back(std::move(*v));
+      }
+      return arr;
+    }
+    case YAML::NodeType::Map: {
+      nlohmann::json obj = nlohmann::json::object();
+      for (const auto& kv : node) {
+        if (!kv.first.IsScalar()) return ApiError::bad_request("yaml: map keys must be strings");
+        std::string key = kv.first.Scalar();
+        if (obj.contains(key)) {
+          return ApiError::bad_request("yaml: duplicate map key \"" + key + "\"");
+        }
+        auto v = node_to_json(kv.second, depth + 1);
+        if (!v) return v;
+        obj[key] = std::move(*v);
+      }
+      return obj;
+    }
+  }
+  return nlohmann::json(nullptr);
+}
+
+bool looks_like_json(std::string_view body) {
+  for (char c : body) {
+    if (std::isspace(static_cast<unsigned char>(c))) continue;
+    return c == '{' || c == '[';
+  }
+  return false;
+}
+
+bool needs_quotes(const std::string& s) {
+  if (s.empty()) return true;
+  bool b = false;
+  if (is_null_scalar(s) || is_bool_scalar(s, &b) || is_int_scalar(s) || is_float_scalar(s)) {
+    return true;
+  }
+  // YAML 1.1 readers (go-yaml v2, PyYAML) also take these as booleans.
+  static const char* kYaml11[] = {"y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO",
+                                  "on", "On", "ON", "off", "Off", "OFF"};
+  for (const char* k : kYaml11) {
+    if (s == k) return true;
+  }
+  return false;
+}
+
+void emit(YAML::Emitter& out, const nlohmann::json& v) {
+  switch (v.type()) {
+    case nlohmann::json::value_t::object:
+      if (v.empty()) {
+        out << YAML::Flow << YAML::BeginMap << YAML::EndMap;
+        return;
+      }
+      out << YAML::BeginMap;
+      for (auto it = v.begin(); it != v.end(); ++it) {
+        out << YAML::Key;
+        if (needs_quotes(it.key())) {
+          out << YAML::DoubleQuoted << it.key();
+        } else {
+          out << it.key();
+        }
+        out << YAML::Value;
+        emit(out, it.value());
+      }
+      out << YAML::EndMap;
+      return;
+    case nlohmann::json::value_t::array:
+      if (v.empty()) {
+        out << YAML::Flow << YAML::BeginSeq << YAML::EndSeq;
+        return;
+      }
+      out << YAML::BeginSeq;
+      for (const auto& item : v) emit(out, item);
+      out << YAML::EndSeq;
+      return;
+    case nlohmann::json::value_t::string: {
+      const auto& s = v.get_ref<const std::string&>();
+      if (needs_quotes(s)) {
+        out << YAML::DoubleQuoted << s;
+      } else {
+        out << s;
+      }
+      return;
+    }
+    case nlohmann::json::value_t::boolean:
+      out << (v.get<bool>() ? "true" : "false");
+      return;
+    case nlohmann::json::value_t::null:
+    case nlohmann::json::value_t::discarded:
+      out << YAML::Null;
+      return;
+    default:
+      out << v.dump();
+      return;
+  }
+}
+
+}  // namespace
+
+Expected<nlohmann::json> decode_body(std::string_view body) {
+  if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) {
+    return ApiError::bad_request("the request body is empty");
+  }
+  if (looks_like_json(body)) {
+    auto parsed = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+    if (!parsed.is_discarded()) return parsed;
+  }
+  std::vector<YAML::Node> docs;
+  try {
+    docs = YAML::LoadAll(std::string(body));
+  } catch (const YAML::Exception& e) {
+    return ApiError::bad_request(std::string("error converting YAML to JSON: yaml: ") + e.what());
+  }
+  std::vector<const YAML::Node*> non_empty;
+  for (const auto& d : docs) {
+    if (!d.IsNull()) non_empty.push_back(&d);
+  }
+  if (non_empty.empty()) return ApiError::bad_request("the request body is empty");
+  if (non_empty.size() > 1) {
+    return ApiError::bad_request(
+        "error converting YAML to JSON: the request body holds more than one YAML document");
+  }
+  if (non_empty.front()->IsScalar() && !looks_like_json(body)) {
+    return ApiError::bad_request("couldn't get version/kind; json parse error: the body is not a "
+                                 "JSON or YAML object");
+  }
+  return node_to_json(*non_empty.front(), 0);
+}
+
+std::string to_yaml(const nlohmann::json& value) {
+  YAML::Emitter out;
+  out.SetIndent(2);
+  out.SetMapFormat(YAML::Block);
+  out.SetSeqFormat(YAML::Block);
+  emit(out, value);
+  std::string s = out.c_str();
+  s.push_back('\n');
+  return s;
+}
+
+}  // namespace dpa::api

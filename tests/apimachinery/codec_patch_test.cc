@@ -1,0 +1,99 @@
+#include "aggregator/apimachinery/codec.h"
+#include "aggregator/apimachinery/patch.h"
+
+#include <gtest/gtest.h>
+
+namespace dpa::api {
+namespace {
+
+using nlohmann::json;
+
+TEST(DecodeBody, JsonAndYamlGiveTheSameTypedObject) {
+  auto j = decode_body(R"({"a":1,"b":true,"c":"x","d":null,"e":[1.5]})");
+  ASSERT_TRUE(j.ok());
+  auto y = decode_body("a: 1\nb: true\nc: x\nd: null\ne:\n  - 1.5\n");
+  ASSERT_TRUE(y.ok());
+  EXPECT_EQ(*j, *y);
+  EXPECT_TRUE((*y)["a"].is_number_integer());
+  EXPECT_TRUE((*y)["b"].is_boolean());
+}
+
+TEST(DecodeBody, QuotedYamlScalarsStayStrings) {
+  auto y = decode_body("port: \"8080\"\nflag: 'true'\nversion: v0alpha1\nempty: \"\"\n");
+  ASSERT_TRUE(y.ok());
+  EXPECT_EQ((*y)["port"], "8080");
+  EXPECT_EQ((*y)["flag"], "true");
+  EXPECT_EQ((*y)["version"], "v0alpha1");
+  EXPECT_EQ((*y)["empty"], "");
+}
+
+TEST(DecodeBody, MultiDocumentIs400) {
+  auto y = decode_body("a: 1\n---\nb: 2\n");
+  ASSERT_FALSE(y.ok());
+  EXPECT_EQ(y.error().code, 400);
+}
+
+TEST(DecodeBody, GarbageIs400) {
+  for (const char* bad : {"{\"a\":", "a: [1, 2", "", "   ", "key: value\n  bad indent: - x\n"}) {
+    auto r = decode_body(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.error().code, 400) << bad;
+    EXPECT_EQ(r.error().reason, "BadRequest");
+  }
+}
+
+TEST(DecodeBody, DuplicateYamlKeyIs400) {
+  auto r = decode_body("a: 1\na: 2\n");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, 400);
+}
+
+TEST(ToYaml, RoundTrips) {
+  json v = {{"s", "true"}, {"n", 3}, {"list", {"a", "1"}}, {"empty", json::object()},
+            {"nested", {{"k", nullptr}}}};
+  auto back = decode_body(to_yaml(v));
+  ASSERT_TRUE(back.ok()) << to_yaml(v);
+  EXPECT_EQ(*back, v);
+}
+
+TEST(MergePatch, NullDeletesAndArraysReplace) {
+  json target = {{"a", 1}, {"b", {{"c", 2}, {"d", 3}}}, {"l", {1, 2}}};
+  auto r = apply_merge_patch(target, R"({"a":null,"b":{"c":5},"l":[9]})");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(*r, json({{"b", {{"c", 5}, {"d", 3}}}, {"l", {9}}}));
+}
+
+TEST(MergePatch, MalformedIs400) {
+  auto r = apply_merge_patch(json::object(), "{not json");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, 400);
+}
+
+TEST(JsonPatch, AppliesOperations) {
+  json target = {{"spec", {{"services", {{{"type", "query"}}}}}}};
+  auto r = apply_json_patch(
+      target, R"([{"op":"add","path":"/spec/services/-","value":{"type":"health"}},
+                  {"op":"replace","path":"/spec/services/0/type","value":"stream"}])");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ((*r)["spec"]["services"][0]["type"], "stream");
+  EXPECT_EQ((*r)["spec"]["services"][1]["type"], "health");
+}
+
+TEST(JsonPatch, UnappliableIs422AndUndecodableIs400) {
+  json target = {{"a", 1}};
+  auto missing = apply_json_patch(target, R"([{"op":"remove","path":"/nope"}])");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().code, 422);
+  auto failed_test = apply_json_patch(target, R"([{"op":"test","path":"/a","value":2}])");
+  ASSERT_FALSE(failed_test.ok());
+  EXPECT_EQ(failed_test.error().code, 422);
+  auto bad = apply_json_patch(target, R"({"op":"remove"})");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code, 400);
+  auto no_op = apply_json_patch(target, R"([{"path":"/a"}])");
+  ASSERT_FALSE(no_op.ok());
+  EXPECT_EQ(no_op.error().code, 400);
+}
+
+}  // namespace
+}  // namespace dpa::api
