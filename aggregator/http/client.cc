@@ -149,14 +149,21 @@ api::Expected<Endpoint> Endpoint::parse(std::string_view url) {
 // --- pool and shared client state ----------------------------------------------------------------
 
 struct HttpClient::Impl {
-  Impl(net::io_context& io_context, ClientOptions opts) : io(io_context), options(std::move(opts)) {
-    auto ctx = make_client_tls_context(options.ca_file, options.client_cert_file,
-                                       options.client_key_file);
-    if (ctx) {
-      tls = std::move(ctx.value());
-    } else {
-      tls_status = std::move(ctx).error();
-    }
+  Impl(net::io_context& io_context, ClientOptions opts) : io(io_context), options(std::move(opts)) {}
+
+  // Loading a CA store takes a while (the system bundle: ~100 ms), so plain-HTTP-only clients
+  // never do it and TLS clients do it once, on first use.
+  ssl::context* tls_context() {
+    std::call_once(tls_once, [this] {
+      auto ctx = make_client_tls_context(options.ca_file, options.client_cert_file,
+                                         options.client_key_file);
+      if (ctx) {
+        tls = std::move(ctx.value());
+      } else {
+        tls_status = std::move(ctx).error();
+      }
+    });
+    return tls.get();
   }
 
   std::unique_ptr<Connection> acquire(const std::string& key) {
@@ -190,6 +197,7 @@ struct HttpClient::Impl {
 
   net::io_context& io;
   ClientOptions options;
+  std::once_flag tls_once;
   std::shared_ptr<ssl::context> tls;
   api::Outcome tls_status = api::Ok{};
   mutable std::mutex mu;
@@ -283,7 +291,7 @@ class Call final : public ClientCall, public std::enable_shared_from_this<Call> 
   }
 
   void start() {
-    if (endpoint_.tls() && !client_->tls) {
+    if (endpoint_.tls() && !client_->tls_context()) {
       return fail(client_->tls_status.error());
     }
     if (request_.timeout.count() > 0) arm_timer(request_.timeout, false);
@@ -802,7 +810,10 @@ HttpClient::HttpClient(net::io_context& io, ClientOptions options)
 
 HttpClient::~HttpClient() = default;
 
-const api::Outcome& HttpClient::tls_status() const { return impl_->tls_status; }
+const api::Outcome& HttpClient::tls_status() const {
+  impl_->tls_context();
+  return impl_->tls_status;
+}
 
 std::size_t HttpClient::idle_connections() const {
   std::lock_guard<std::mutex> lock(impl_->mu);

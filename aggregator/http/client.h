@@ -92,7 +92,8 @@ class HttpClient {
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;
 
-  // Whether the TLS configuration (CA file, client cert) loaded; calls fail with it otherwise.
+  // Whether the TLS configuration (CA file, client cert) loads (loaded once, on first use); TLS
+  // calls fail with this error otherwise.
   const api::Outcome& tls_status() const;
 
   // Starts the request at once; the returned call runs on `executor` (must be a strand or an
