@@ -325,9 +325,12 @@ class WatchSession : public std::enable_shared_from_this<WatchSession> {
       {
         std::lock_guard<std::mutex> lock(self->mu_);
         if (self->done_) return;
+        // Every change up to the store's progress revision has been written already.
+        int64_t rv = self->last_revision_;
+        if (self->watch_) rv = std::max(rv, self->watch_->progress_revision());
+        self->last_revision_ = rv;
         self->write_raw_locked(api::encode_watch_event(
-            "BOOKMARK", api::bookmark_object(kApiVersion, kKind,
-                                             std::to_string(self->last_revision_), false)));
+            "BOOKMARK", api::bookmark_object(kApiVersion, kKind, std::to_string(rv), false)));
       }
       self->schedule_bookmark(interval);
     });
