@@ -76,7 +76,10 @@ class ProcessHostTest : public ::testing::Test {
     o.plugins_dirs = {plugins_.path()};
     o.start_timeout = 20s;
     o.grafana_version = "11.3.0";
-    o.extra_env = {{"DPA_TEST_FAKE_PLUGIN", "1"}, {"DPA_TEST_MARKER_DIR", markers_.path().string()}};
+    // TMPDIR: the fake plugin puts its socket there, so a SIGKILLed one leaves nothing behind.
+    o.extra_env = {{"DPA_TEST_FAKE_PLUGIN", "1"},
+                   {"DPA_TEST_MARKER_DIR", markers_.path().string()},
+                   {"TMPDIR", markers_.path().string()}};
     o.plugin_settings = {{kId, {{"custom_setting", "from-ini"}}}};
     o.backoff = {.initial = 100ms, .max = 1s, .healthy_reset = 60s};
     o.exit_poll = 20ms;

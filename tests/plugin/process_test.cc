@@ -147,7 +147,9 @@ TEST(PluginProcess, ShutdownStopsARealPlugin) {
 }
 
 TEST(PluginProcess, PluginIgnoringShutdownIsKilledAfterTheGrace) {
-  auto p = PluginProcess::start(fake_options({{"DPA_TEST_IGNORE_SHUTDOWN", "1"}}));
+  TempDir tmp;  // the killed plugin's socket file stays in here
+  auto p = PluginProcess::start(
+      fake_options({{"DPA_TEST_IGNORE_SHUTDOWN", "1"}, {"TMPDIR", tmp.path().string()}}));
   ASSERT_TRUE(p.ok()) << p.error().message;
   pid_t pid = (*p)->pid();
   auto start = Clock::now();
@@ -163,15 +165,24 @@ TEST(PluginProcess, PluginIgnoringShutdownIsKilledAfterTheGrace) {
 TEST(PluginProcess, NoOrphanWhenTheHostDies) {
   // A "mini host" (this binary again) starts the fake plugin and prints its pid; we SIGKILL the
   // host and PR_SET_PDEATHSIG must take the plugin with it.
+  TempDir tmp;
   int out[2];
   ASSERT_EQ(pipe(out), 0);
   std::string self = testing::self_exe().string();
+  // Built before fork: the child of a threaded process may only exec.
+  std::vector<std::string> env = build_plugin_env(
+      {.grafana_version = "",
+       .extra = {{"DPA_TEST_MINI_HOST", self}, {"TMPDIR", tmp.path().string()}},
+       .plugin_settings = {}});
+  std::vector<char*> envp;
+  for (auto& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  char* argv[] = {self.data(), nullptr};
   pid_t host = fork();
   if (host == 0) {
     dup2(out[1], STDOUT_FILENO);
     close(out[0]);
-    setenv("DPA_TEST_MINI_HOST", self.c_str(), 1);
-    execl(self.c_str(), self.c_str(), static_cast<char*>(nullptr));
+    execve(self.c_str(), argv, envp.data());
     _exit(127);
   }
   close(out[1]);
