@@ -35,6 +35,7 @@ struct ServerOptions {
 struct RequestRecord {
   std::string_view method;
   std::string_view path;  // without query
+  std::string_view query;  // raw, without '?'
   int status = 0;         // 101 for upgrades; 0 if the client went away before any response
   std::chrono::microseconds duration{0};
   std::uint64_t bytes = 0;  // response body bytes written

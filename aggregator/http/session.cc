@@ -788,6 +788,7 @@ class Session final : public SessionControl, public std::enable_shared_from_this
     RequestRecord rec;
     rec.method = std::string_view(method.data(), method.size());
     rec.path = ex->path_;
+    rec.query = ex->query_;
     rec.status = ex->status_;
     rec.duration = std::chrono::duration_cast<std::chrono::microseconds>(
         std::chrono::steady_clock::now() - ex->start_);
