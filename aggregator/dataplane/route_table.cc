@@ -314,24 +314,31 @@ class ServiceMatcher {
 RouteTable::~RouteTable() = default;
 
 std::shared_ptr<const RouteTable> RouteTable::build(std::vector<ServiceEntry> services) {
+  std::vector<std::shared_ptr<const ServiceEntry>> shared;
+  shared.reserve(services.size());
+  for (auto& s : services) shared.push_back(std::make_shared<const ServiceEntry>(std::move(s)));
+  return build(std::move(shared));
+}
+
+std::shared_ptr<const RouteTable> RouteTable::build(
+    std::vector<std::shared_ptr<const ServiceEntry>> services) {
   std::sort(services.begin(), services.end(),
-            [](const ServiceEntry& a, const ServiceEntry& b) { return a.name < b.name; });
+            [](const auto& a, const auto& b) { return a->name < b->name; });
   std::shared_ptr<RouteTable> table(new RouteTable());
   table->by_group_version_.reserve(services.size());
-  for (auto& s : services) {
-    std::string key = s.spec.group + "/" + s.spec.version;
-    if (s.spec.group.empty() || s.spec.version.empty() ||
-        s.spec.group.find('/') != std::string::npos ||
-        s.spec.version.find('/') != std::string::npos) {
-      obs::warn("dataplaneservice has no routable group/version; skipped", {{"name", s.name}});
+  for (auto& entry : services) {
+    const auto& spec = entry->spec;
+    if (spec.group.empty() || spec.version.empty() || spec.group.find('/') != std::string::npos ||
+        spec.version.find('/') != std::string::npos) {
+      obs::warn("dataplaneservice has no routable group/version; skipped", {{"name", entry->name}});
       continue;
     }
+    std::string key = spec.group + "/" + spec.version;
     if (table->by_group_version_.count(key) != 0) {
       obs::warn("dataplaneservice claims a group/version already routed; ignored",
-                {{"name", s.name}, {"group", s.spec.group}, {"version", s.spec.version}});
+                {{"name", entry->name}, {"group", spec.group}, {"version", spec.version}});
       continue;
     }
-    auto entry = std::make_shared<const ServiceEntry>(std::move(s));
     table->by_group_version_.emplace(std::move(key), std::make_unique<ServiceMatcher>(entry));
   }
   return table;

@@ -62,6 +62,10 @@ class RouteTable {
   // Entries claiming a (group, version) already claimed are ignored (validation rejects such
   // objects; if two are stored anyway the one with the smallest name wins, deterministically).
   static std::shared_ptr<const RouteTable> build(std::vector<ServiceEntry> services);
+  // Same, sharing already-built entries (the registration controller keeps them between swaps, so
+  // a rebuild copies no specs).
+  static std::shared_ptr<const RouteTable> build(
+      std::vector<std::shared_ptr<const ServiceEntry>> services);
   static std::shared_ptr<const RouteTable> empty();
 
   ~RouteTable();

@@ -1,0 +1,135 @@
+// Events are handed from the store's notification thread to one worker thread, which drains
+// everything queued, applies it to its name -> entry map and rebuilds the table once: a burst of
+// applies costs one rebuild, and the store's thread is never held up by table building.
+// Unchanged entries are shared between tables, so a rebuild copies pointers, not specs.
+//
+// Unlike Grafana (reference §12.2-12.4), routing is keyed by the spec's group/version, so renames,
+// group/version changes and deletes can never leave a stale mount behind.
+#include "aggregator/controller/registration_controller.h"
+
+#include "aggregator/dataplaneservice/types.h"
+#include "aggregator/observability/log.h"
+
+#include <nlohmann/json.hpp>
+
+namespace dpa::controller {
+
+RegistrationController::RegistrationController(storage::Store& store)
+    : store_(store), table_(dataplane::RouteTable::empty()) {}
+
+RegistrationController::~RegistrationController() { stop(); }
+
+void RegistrationController::on_table_change(TableListener listener) {
+  listeners_.push_back(std::move(listener));
+}
+
+std::shared_ptr<const dataplane::RouteTable> RegistrationController::table() const {
+  std::lock_guard lock(table_mutex_);
+  return table_;
+}
+
+api::Outcome RegistrationController::start() {
+  storage::ListOptions options;
+  options.prefix = dataplaneservice::kKeyPrefix;
+  auto listed = store_.list(options);
+  if (!listed) return listed.error();
+  for (const auto& record : listed->items) {
+    upsert(record.key.substr(options.prefix.size()), record.value);
+  }
+  publish();
+  ready_.store(true, std::memory_order_release);
+  obs::info("registration controller synced",
+            {{"dataplaneservices", entries_.size()}, {"revision", listed->revision}});
+
+  worker_ = std::thread([this] { run(); });
+  auto watch = store_.watch(options.prefix, listed->revision,
+                            [this](const std::vector<storage::Event>& events) {
+                              {
+                                std::lock_guard lock(queue_mutex_);
+                                queue_.push_back(events);
+                              }
+                              queue_cv_.notify_one();
+                            });
+  if (!watch) {
+    stop();
+    return watch.error();
+  }
+  watch_ = std::move(watch.value());
+  return api::Ok{};
+}
+
+void RegistrationController::stop() {
+  if (watch_) {
+    watch_->cancel();
+    watch_.reset();
+  }
+  {
+    std::lock_guard lock(queue_mutex_);
+    stopping_ = true;
+  }
+  queue_cv_.notify_all();
+  if (worker_.joinable()) worker_.join();
+}
+
+void RegistrationController::run() {
+  for (;;) {
+    std::deque<std::vector<storage::Event>> batch;
+    {
+      std::unique_lock lock(queue_mutex_);
+      queue_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (stopping_) return;
+      batch.swap(queue_);
+    }
+    for (const auto& events : batch) {
+      for (const auto& event : events) apply(event);
+    }
+    publish();
+  }
+}
+
+void RegistrationController::apply(const storage::Event& event) {
+  const std::string prefix = dataplaneservice::kKeyPrefix;
+  if (event.record.key.compare(0, prefix.size(), prefix) != 0) return;
+  const std::string name = event.record.key.substr(prefix.size());
+  if (event.type == storage::EventType::kDeleted) {
+    entries_.erase(name);
+    return;
+  }
+  upsert(name, event.record.value);
+}
+
+void RegistrationController::upsert(const std::string& name, const std::string& value) {
+  auto object = nlohmann::json::parse(value, nullptr, /*allow_exceptions=*/false);
+  if (object.is_discarded() || !object.is_object()) {
+    obs::warn("stored dataplaneservice is not a JSON object; not routed", {{"name", name}});
+    entries_.erase(name);
+    invalid_count_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  auto spec = dataplaneservice::decode_spec(object);
+  if (!spec) {
+    obs::warn("stored dataplaneservice is invalid; not routed",
+              {{"name", name}, {"error", spec.error().message}});
+    entries_.erase(name);
+    invalid_count_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  auto entry = std::make_shared<dataplane::ServiceEntry>();
+  entry->name = name;
+  entry->spec = std::move(spec.value());
+  entries_[name] = std::move(entry);
+}
+
+void RegistrationController::publish() {
+  std::vector<std::shared_ptr<const dataplane::ServiceEntry>> all;
+  all.reserve(entries_.size());
+  for (const auto& [name, entry] : entries_) all.push_back(entry);
+  auto table = dataplane::RouteTable::build(std::move(all));
+  {
+    std::lock_guard lock(table_mutex_);
+    table_ = table;
+  }
+  for (const auto& listener : listeners_) listener(table);
+}
+
+}  // namespace dpa::controller

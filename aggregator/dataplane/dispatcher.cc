@@ -1,0 +1,57 @@
+#include "aggregator/dataplane/dispatcher.h"
+
+#include "aggregator/dataplane/admission_handler.h"
+#include "aggregator/dataplane/conversion_handler.h"
+#include "aggregator/dataplane/health_handler.h"
+#include "aggregator/dataplane/metrics_handler.h"
+#include "aggregator/dataplane/query_handler.h"
+
+namespace dpa::dataplane {
+
+DataPlane::DataPlane(DataPlaneContext context)
+    : context_(std::make_shared<const DataPlaneContext>(std::move(context))) {
+  auto ctx = context_;
+  set_handler(Endpoint::kQuery, [ctx](auto exchange, RouteMatch match) {
+    handle_query(ctx, std::move(exchange), std::move(match));
+  });
+  set_handler(Endpoint::kHealth, [ctx](auto exchange, RouteMatch match) {
+    handle_health(ctx, std::move(exchange), std::move(match));
+  });
+  set_handler(Endpoint::kMetrics, [ctx](auto exchange, RouteMatch match) {
+    handle_metrics(ctx, std::move(exchange), std::move(match));
+  });
+  set_handler(Endpoint::kAdmissionValidate, [ctx](auto exchange, RouteMatch match) {
+    handle_admission(ctx, std::move(exchange), std::move(match), AdmissionKind::kValidate);
+  });
+  set_handler(Endpoint::kAdmissionMutate, [ctx](auto exchange, RouteMatch match) {
+    handle_admission(ctx, std::move(exchange), std::move(match), AdmissionKind::kMutate);
+  });
+  set_handler(Endpoint::kConversion, [ctx](auto exchange, RouteMatch match) {
+    handle_conversion(ctx, std::move(exchange), std::move(match));
+  });
+}
+
+void DataPlane::set_handler(Endpoint endpoint, EndpointHandler handler) {
+  handlers_.at(static_cast<std::size_t>(endpoint)) = std::move(handler);
+}
+
+void DataPlane::handle(std::shared_ptr<http::Exchange> exchange, RouteMatch match) const {
+  if (!match.method_allowed) {
+    auto response = http::Response::error(api::ApiError::method_not_allowed(
+        "the server does not allow this method on the requested resource"));
+    if (!match.allow.empty()) response.headers.emplace_back("Allow", match.allow);
+    return exchange->respond(std::move(response));
+  }
+  const auto& handler = handlers_.at(static_cast<std::size_t>(match.endpoint));
+  if (!handler) {
+    api::ApiError error;
+    error.code = 501;
+    error.reason = "NotImplemented";
+    error.message = std::string("the ") + endpoint_name(match.endpoint) +
+                    " service is not available in this server";
+    return exchange->respond_error(error);
+  }
+  handler(std::move(exchange), std::move(match));
+}
+
+}  // namespace dpa::dataplane

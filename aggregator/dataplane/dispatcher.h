@@ -1,0 +1,39 @@
+// DataPlane: the front router hands it a matched request and it runs the handler for that
+// endpoint. It owns the DataPlaneContext the handlers share. Unary handlers are built in; the
+// streaming ones (resources/routes, streams, datasource proxy) are installed with set_handler by
+// whoever constructs them (the lead's wiring), so this file does not depend on their internals.
+#pragma once
+
+#include "aggregator/dataplane/context.h"
+#include "aggregator/dataplane/route_table.h"
+#include "aggregator/http/exchange.h"
+
+#include <array>
+#include <functional>
+#include <memory>
+
+namespace dpa::dataplane {
+
+class DataPlane {
+ public:
+  using EndpointHandler = std::function<void(std::shared_ptr<http::Exchange>, RouteMatch)>;
+
+  // The PluginHost (inside context) must outlive the DataPlane and every request in flight.
+  explicit DataPlane(DataPlaneContext context);
+
+  // Installs (or replaces) the handler of an endpoint. Call before serving requests.
+  void set_handler(Endpoint endpoint, EndpointHandler handler);
+
+  // Answers 405 (with Allow) when the method does not fit, 501 when no handler is installed,
+  // otherwise runs the endpoint's handler. Never blocks.
+  void handle(std::shared_ptr<http::Exchange> exchange, RouteMatch match) const;
+
+  // Shared with handlers that outlive a single call (captured in async callbacks).
+  const std::shared_ptr<const DataPlaneContext>& context() const { return context_; }
+
+ private:
+  std::shared_ptr<const DataPlaneContext> context_;
+  std::array<EndpointHandler, 10> handlers_;
+};
+
+}  // namespace dpa::dataplane

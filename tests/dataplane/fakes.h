@@ -1,0 +1,568 @@
+// Test fakes at the data plane's seams: a PluginClient whose answers the test scripts, a PluginHost
+// whose plugin states the test sets, and an Exchange that records the response. Like the real
+// ones, the fakes complete asynchronously on their own threads (a "gRPC thread", a "session
+// strand"), so handlers are exercised with the threading they meet in production.
+// Shared with tests/dataplane_streams (helper "dataplane-streams").
+#pragma once
+
+#include "aggregator/http/exchange.h"
+#include "aggregator/plugin/plugin_client.h"
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/verb.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace dpa::testing {
+
+// One thread running posted tasks in order: stands in for a gRPC completion thread.
+class SerialThread {
+ public:
+  SerialThread() : thread_([this] { run(); }) {}
+  ~SerialThread() {
+    {
+      std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  void post(std::function<void()> task, std::chrono::milliseconds delay = {}) {
+    {
+      std::lock_guard lock(mutex_);
+      tasks_.push_back({std::chrono::steady_clock::now() + delay, std::move(task)});
+    }
+    cv_.notify_all();
+  }
+  // Waits until every task posted so far has run.
+  void drain() {
+    std::promise<void> done;
+    post([&] { done.set_value(); });
+    done.get_future().wait();
+  }
+
+ private:
+  struct Task {
+    std::chrono::steady_clock::time_point at;
+    std::function<void()> fn;
+  };
+  void run() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      if (stop_ && tasks_.empty()) return;
+      if (tasks_.empty()) {
+        cv_.wait(lock);
+        continue;
+      }
+      // Tasks run in post order; a delayed task also delays the ones queued behind it (the tests
+      // care about ordering more than about overlapping delays).
+      auto at = tasks_.front().at;
+      if (std::chrono::steady_clock::now() < at && !stop_) {
+        cv_.wait_until(lock, at);
+        continue;
+      }
+      auto fn = std::move(tasks_.front().fn);
+      tasks_.pop_front();
+      lock.unlock();
+      fn();
+      lock.lock();
+    }
+  }
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<Task> tasks_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+// A scripted server-streaming call (CallResource or RunStream). The test drives it: send()
+// delivers a message, finish() ends it. cancel() (from the code under test) ends it with 503
+// "cancelled", like the real client.
+template <class Request, class Message>
+class FakeStream : public plugin::StreamCall,
+                   public std::enable_shared_from_this<FakeStream<Request, Message>> {
+ public:
+  FakeStream(SerialThread& thread, Request req, std::function<void(Message)> on_message,
+             std::function<void(api::Outcome)> done)
+      : request(std::move(req)), thread_(thread), on_message_(std::move(on_message)),
+        done_(std::move(done)) {}
+
+  const Request request;
+
+  void send(Message m) {
+    auto self = this->shared_from_this();
+    thread_.post([self, m = std::move(m)]() mutable {
+      if (!self->finished_) self->on_message_(std::move(m));
+    });
+  }
+  void finish(api::Outcome outcome = api::Ok{}) {
+    auto self = this->shared_from_this();
+    thread_.post([self, outcome = std::move(outcome)]() mutable {
+      if (self->finished_.exchange(true)) return;
+      self->done_(std::move(outcome));
+    });
+  }
+  void cancel() override {
+    cancelled_ = true;
+    finish(api::ApiError::unavailable("cancelled"));
+  }
+  bool cancelled() const { return cancelled_; }
+  bool finished() const { return finished_; }
+
+ private:
+  SerialThread& thread_;
+  std::function<void(Message)> on_message_;
+  std::function<void(api::Outcome)> done_;
+  std::atomic<bool> cancelled_{false};
+  std::atomic<bool> finished_{false};
+};
+
+// The handle returned to the code under test: cancel() forwards to the shared stream, so the
+// handle may be destroyed while the test still drives the stream.
+template <class S>
+class StreamHandle : public plugin::StreamCall {
+ public:
+  explicit StreamHandle(std::shared_ptr<S> s) : s_(std::move(s)) {}
+  void cancel() override { s_->cancel(); }
+
+ private:
+  std::shared_ptr<S> s_;
+};
+
+using FakeResourceStream = FakeStream<pluginv2::CallResourceRequest, pluginv2::CallResourceResponse>;
+using FakeRunStream = FakeStream<pluginv2::RunStreamRequest, pluginv2::StreamPacket>;
+
+// Every unary RPC answers through a settable handler (default: 501 "not implemented", as a plugin
+// that does not register the service). Requests are recorded. Callbacks run on the fake's own
+// thread, optionally after `delay`.
+class FakePluginClient : public plugin::PluginClient {
+ public:
+  template <class Req, class Resp>
+  using Handler = std::function<api::Expected<Resp>(const Req&)>;
+
+  explicit FakePluginClient(std::string id) : id_(std::move(id)) {}
+
+  Handler<pluginv2::QueryDataRequest, pluginv2::QueryDataResponse> on_query_data;
+  Handler<pluginv2::CheckHealthRequest, pluginv2::CheckHealthResponse> on_check_health;
+  Handler<pluginv2::CollectMetricsRequest, pluginv2::CollectMetricsResponse> on_collect_metrics;
+  Handler<pluginv2::SubscribeStreamRequest, pluginv2::SubscribeStreamResponse> on_subscribe_stream;
+  Handler<pluginv2::PublishStreamRequest, pluginv2::PublishStreamResponse> on_publish_stream;
+  Handler<pluginv2::AdmissionRequest, pluginv2::ValidationResponse> on_validate_admission;
+  Handler<pluginv2::AdmissionRequest, pluginv2::MutationResponse> on_mutate_admission;
+  Handler<pluginv2::ConversionRequest, pluginv2::ConversionResponse> on_convert_objects;
+  // Called with each new stream so the test can script it (send/finish) now or later.
+  std::function<void(std::shared_ptr<FakeResourceStream>)> on_call_resource;
+  std::function<void(std::shared_ptr<FakeRunStream>)> on_run_stream;
+  std::chrono::milliseconds delay{0};
+
+  const std::string& plugin_id() const override { return id_; }
+
+  void query_data(pluginv2::QueryDataRequest req, std::chrono::milliseconds timeout,
+                  plugin::Callback<pluginv2::QueryDataResponse> done) override {
+    unary("QueryData", on_query_data, query_requests_, std::move(req), timeout, std::move(done));
+  }
+  void check_health(pluginv2::CheckHealthRequest req, std::chrono::milliseconds timeout,
+                    plugin::Callback<pluginv2::CheckHealthResponse> done) override {
+    unary("CheckHealth", on_check_health, health_requests_, std::move(req), timeout,
+          std::move(done));
+  }
+  void collect_metrics(pluginv2::CollectMetricsRequest req, std::chrono::milliseconds timeout,
+                       plugin::Callback<pluginv2::CollectMetricsResponse> done) override {
+    unary("CollectMetrics", on_collect_metrics, metrics_requests_, std::move(req), timeout,
+          std::move(done));
+  }
+  void subscribe_stream(pluginv2::SubscribeStreamRequest req, std::chrono::milliseconds timeout,
+                        plugin::Callback<pluginv2::SubscribeStreamResponse> done) override {
+    unary("SubscribeStream", on_subscribe_stream, subscribe_requests_, std::move(req), timeout,
+          std::move(done));
+  }
+  void publish_stream(pluginv2::PublishStreamRequest req, std::chrono::milliseconds timeout,
+                      plugin::Callback<pluginv2::PublishStreamResponse> done) override {
+    unary("PublishStream", on_publish_stream, publish_requests_, std::move(req), timeout,
+          std::move(done));
+  }
+  void validate_admission(pluginv2::AdmissionRequest req, std::chrono::milliseconds timeout,
+                          plugin::Callback<pluginv2::ValidationResponse> done) override {
+    unary("ValidateAdmission", on_validate_admission, admission_requests_, std::move(req), timeout,
+          std::move(done));
+  }
+  void mutate_admission(pluginv2::AdmissionRequest req, std::chrono::milliseconds timeout,
+                        plugin::Callback<pluginv2::MutationResponse> done) override {
+    unary("MutateAdmission", on_mutate_admission, admission_requests_, std::move(req), timeout,
+          std::move(done));
+  }
+  void convert_objects(pluginv2::ConversionRequest req, std::chrono::milliseconds timeout,
+                       plugin::Callback<pluginv2::ConversionResponse> done) override {
+    unary("ConvertObjects", on_convert_objects, conversion_requests_, std::move(req), timeout,
+          std::move(done));
+  }
+  std::unique_ptr<plugin::StreamCall> call_resource(
+      pluginv2::CallResourceRequest req, std::chrono::milliseconds,
+      std::function<void(pluginv2::CallResourceResponse)> on_message,
+      std::function<void(api::Outcome)> done) override {
+    auto s = std::make_shared<FakeResourceStream>(thread_, std::move(req), std::move(on_message),
+                                                  std::move(done));
+    {
+      std::lock_guard lock(mutex_);
+      resource_streams_.push_back(s);
+    }
+    if (on_call_resource) {
+      on_call_resource(s);
+    } else {
+      s->finish(not_implemented("CallResource"));
+    }
+    return std::make_unique<StreamHandle<FakeResourceStream>>(s);
+  }
+  std::unique_ptr<plugin::StreamCall> run_stream(
+      pluginv2::RunStreamRequest req, std::function<void(pluginv2::StreamPacket)> on_packet,
+      std::function<void(api::Outcome)> done) override {
+    auto s = std::make_shared<FakeRunStream>(thread_, std::move(req), std::move(on_packet),
+                                             std::move(done));
+    {
+      std::lock_guard lock(mutex_);
+      run_streams_.push_back(s);
+    }
+    if (on_run_stream) on_run_stream(s);
+    return std::make_unique<StreamHandle<FakeRunStream>>(s);
+  }
+
+  // Recorded requests (copies, safe from the test thread).
+  std::vector<pluginv2::QueryDataRequest> query_requests() const { return copy(query_requests_); }
+  std::vector<pluginv2::CheckHealthRequest> health_requests() const { return copy(health_requests_); }
+  std::vector<pluginv2::CollectMetricsRequest> metrics_requests() const { return copy(metrics_requests_); }
+  std::vector<pluginv2::SubscribeStreamRequest> subscribe_requests() const { return copy(subscribe_requests_); }
+  std::vector<pluginv2::PublishStreamRequest> publish_requests() const { return copy(publish_requests_); }
+  std::vector<pluginv2::AdmissionRequest> admission_requests() const { return copy(admission_requests_); }
+  std::vector<pluginv2::ConversionRequest> conversion_requests() const { return copy(conversion_requests_); }
+  std::vector<std::shared_ptr<FakeResourceStream>> resource_streams() const { return copy(resource_streams_); }
+  std::vector<std::shared_ptr<FakeRunStream>> run_streams() const { return copy(run_streams_); }
+  std::vector<std::chrono::milliseconds> timeouts() const { return copy(timeouts_); }
+
+  // Waits until every callback posted so far has run.
+  void drain() { thread_.drain(); }
+
+  api::ApiError not_implemented(const std::string& rpc) const {
+    api::ApiError e;
+    e.code = 501;
+    e.reason = "NotImplemented";
+    e.message = "plugin " + id_ + " does not implement " + rpc;
+    return e;
+  }
+
+ private:
+  template <class T>
+  std::vector<T> copy(const std::vector<T>& v) const {
+    std::lock_guard lock(mutex_);
+    return v;
+  }
+
+  template <class Req, class Resp>
+  void unary(const char* rpc, const Handler<Req, Resp>& handler, std::vector<Req>& log, Req req,
+             std::chrono::milliseconds timeout, plugin::Callback<Resp> done) {
+    {
+      std::lock_guard lock(mutex_);
+      log.push_back(req);
+      timeouts_.push_back(timeout);
+    }
+    api::Expected<Resp> result = handler ? handler(req) : api::Expected<Resp>(not_implemented(rpc));
+    thread_.post([done = std::move(done), result = std::move(result)]() mutable {
+      done(std::move(result));
+    }, delay);
+  }
+
+  std::string id_;
+  mutable std::mutex mutex_;
+  std::vector<pluginv2::QueryDataRequest> query_requests_;
+  std::vector<pluginv2::CheckHealthRequest> health_requests_;
+  std::vector<pluginv2::CollectMetricsRequest> metrics_requests_;
+  std::vector<pluginv2::SubscribeStreamRequest> subscribe_requests_;
+  std::vector<pluginv2::PublishStreamRequest> publish_requests_;
+  std::vector<pluginv2::AdmissionRequest> admission_requests_;
+  std::vector<pluginv2::ConversionRequest> conversion_requests_;
+  std::vector<std::shared_ptr<FakeResourceStream>> resource_streams_;
+  std::vector<std::shared_ptr<FakeRunStream>> run_streams_;
+  std::vector<std::chrono::milliseconds> timeouts_;
+  SerialThread thread_;  // last: destroyed first, so no callback outlives the members above
+};
+
+// Plugins by id with test-set states. client(id) is non-null only while kRunning.
+class FakePluginHost : public plugin::PluginHost {
+ public:
+  // Adds a running datasource plugin and returns its fake client.
+  std::shared_ptr<FakePluginClient> add(const std::string& id, const std::string& type = "datasource",
+                                        const std::string& version = "1.0.0") {
+    auto client = std::make_shared<FakePluginClient>(id);
+    plugin::PluginInfo info;
+    info.id = id;
+    info.type = type;
+    info.name = id;
+    info.version = version;
+    info.backend = true;
+    {
+      std::lock_guard lock(mutex_);
+      plugins_[id] = Entry{client, {plugin::PluginState::kRunning, ""}, info};
+    }
+    return client;
+  }
+  void set_status(const std::string& id, plugin::PluginState state, std::string message = {}) {
+    std::vector<Listener> listeners;
+    plugin::PluginStatus status{state, std::move(message)};
+    {
+      std::lock_guard lock(mutex_);
+      plugins_[id].status = status;
+      listeners = listeners_;
+    }
+    for (auto& l : listeners) l(id, status);
+  }
+
+  std::shared_ptr<plugin::PluginClient> client(const std::string& id) override {
+    std::lock_guard lock(mutex_);
+    auto it = plugins_.find(id);
+    if (it == plugins_.end() || it->second.status.state != plugin::PluginState::kRunning) {
+      return nullptr;
+    }
+    return it->second.client;
+  }
+  plugin::PluginStatus status(const std::string& id) const override {
+    std::lock_guard lock(mutex_);
+    auto it = plugins_.find(id);
+    if (it == plugins_.end()) return {plugin::PluginState::kNotFound, "plugin " + id + " not found"};
+    return it->second.status;
+  }
+  std::optional<plugin::PluginInfo> info(const std::string& id) const override {
+    std::lock_guard lock(mutex_);
+    auto it = plugins_.find(id);
+    if (it == plugins_.end() || !it->second.info) return std::nullopt;
+    return it->second.info;
+  }
+  void on_status_change(
+      std::function<void(const std::string&, plugin::PluginStatus)> cb) override {
+    std::lock_guard lock(mutex_);
+    listeners_.push_back(std::move(cb));
+  }
+
+ private:
+  using Listener = std::function<void(const std::string&, plugin::PluginStatus)>;
+  struct Entry {
+    std::shared_ptr<FakePluginClient> client;
+    plugin::PluginStatus status;
+    std::optional<plugin::PluginInfo> info;
+  };
+  mutable std::mutex mutex_;
+  std::map<std::string, Entry> plugins_;
+  std::vector<Listener> listeners_;
+};
+
+// An Exchange over a scripted request that records the response. Callbacks run on the fake's own
+// "strand" (a one-thread pool). wait() blocks the test until respond() or finish() was called.
+class FakeExchange : public http::Exchange,
+                     public std::enable_shared_from_this<FakeExchange> {
+ public:
+  FakeExchange(boost::beast::http::verb method, std::string target, std::string body = {},
+               std::vector<std::pair<std::string, std::string>> headers = {})
+      : body_(std::move(body)) {
+    header_.method(method);
+    header_.target(target);
+    header_.version(11);
+    for (auto& [k, v] : headers) header_.set(k, v);
+    const auto q = target.find('?');
+    path_ = target.substr(0, q);
+    if (q != std::string::npos) query_ = target.substr(q + 1);
+  }
+  ~FakeExchange() override { pool_.join(); }
+
+  // --- request ---
+  const http::Header& header() const override { return header_; }
+  std::string_view path() const override { return path_; }
+  std::string_view query() const override { return query_; }
+  std::string query_param(std::string_view name) const override {
+    auto v = find_param(name);
+    return v ? *v : std::string();
+  }
+  bool has_query_param(std::string_view name) const override {
+    return find_param(name).has_value();
+  }
+  std::string remote_address() const override { return "127.0.0.1:40000"; }
+  bool is_tls() const override { return false; }
+  const std::string& request_id() const override { return request_id_; }
+
+  void read_body(std::size_t limit,
+                 std::function<void(api::Expected<std::string>)> done) override {
+    api::Expected<std::string> result =
+        body_.size() > limit ? api::Expected<std::string>(api::ApiError::too_large(
+                                   "request body too large"))
+                             : api::Expected<std::string>(body_);
+    boost::asio::post(pool_, [done = std::move(done), result = std::move(result)]() mutable {
+      done(std::move(result));
+    });
+  }
+  void read_body_some(std::function<void(bool, std::string, bool)> done) override {
+    boost::asio::post(pool_, [done = std::move(done), b = body_] { done(true, b, true); });
+  }
+
+  // --- response ---
+  void respond(http::Response response) override {
+    {
+      std::lock_guard lock(mutex_);
+      ++responses_;
+      response_ = std::move(response);
+      complete_ = true;
+    }
+    cv_.notify_all();
+  }
+  void begin_stream(http::ResponseHead head) override {
+    std::lock_guard lock(mutex_);
+    head_ = std::move(head);
+  }
+  void write(std::string chunk, std::function<void(bool)> done = {}) override {
+    bool ok;
+    {
+      std::lock_guard lock(mutex_);
+      ok = !closed_;
+      if (ok) chunks_.push_back(std::move(chunk));
+    }
+    cv_.notify_all();
+    if (done) boost::asio::post(pool_, [done = std::move(done), ok] { done(ok); });
+  }
+  std::size_t pending_bytes() const override { return pending_bytes_; }
+  void finish() override {
+    {
+      std::lock_guard lock(mutex_);
+      finished_ = true;
+      complete_ = true;
+    }
+    cv_.notify_all();
+  }
+  void on_close(std::function<void()> callback) override {
+    std::lock_guard lock(mutex_);
+    on_close_ = std::move(callback);
+  }
+  bool closed() const override {
+    std::lock_guard lock(mutex_);
+    return closed_;
+  }
+  void upgrade(http::ResponseHead, std::function<void(std::unique_ptr<http::ByteStream>)> done)
+      override {
+    boost::asio::post(pool_, [done = std::move(done)] { done(nullptr); });
+  }
+  boost::asio::any_io_executor executor() override { return pool_.get_executor(); }
+
+  // --- test side ---
+  // Simulates the client going away.
+  void close_client() {
+    std::function<void()> cb;
+    {
+      std::lock_guard lock(mutex_);
+      closed_ = true;
+      cb = std::move(on_close_);
+    }
+    if (cb) boost::asio::post(pool_, std::move(cb));
+  }
+  void set_pending_bytes(std::size_t n) { pending_bytes_ = n; }
+  bool wait(std::chrono::milliseconds limit = std::chrono::milliseconds(5000)) {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_for(lock, limit, [this] { return complete_; });
+  }
+  // Waits until at least n chunks were written.
+  bool wait_chunks(std::size_t n, std::chrono::milliseconds limit = std::chrono::milliseconds(5000)) {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_for(lock, limit, [&] { return chunks_.size() >= n; });
+  }
+  http::Response response() const {
+    std::lock_guard lock(mutex_);
+    return response_;
+  }
+  int status() const { return response().status; }
+  std::string body() const { return response().body; }
+  std::string response_header(const std::string& name) const {
+    std::lock_guard lock(mutex_);
+    for (const auto& [k, v] : response_.headers) {
+      if (boost::beast::iequals(k, name)) return v;
+    }
+    return {};
+  }
+  int responses() const {
+    std::lock_guard lock(mutex_);
+    return responses_;
+  }
+  std::optional<http::ResponseHead> stream_head() const {
+    std::lock_guard lock(mutex_);
+    return head_;
+  }
+  std::vector<std::string> chunks() const {
+    std::lock_guard lock(mutex_);
+    return chunks_;
+  }
+  bool finished() const {
+    std::lock_guard lock(mutex_);
+    return finished_;
+  }
+
+ private:
+  std::optional<std::string> find_param(std::string_view name) const {
+    std::string_view q = query_;
+    while (!q.empty()) {
+      auto amp = q.find('&');
+      std::string_view kv = q.substr(0, amp);
+      auto eq = kv.find('=');
+      if (kv.substr(0, eq) == name) {
+        return eq == std::string_view::npos ? std::string() : decode(kv.substr(eq + 1));
+      }
+      if (amp == std::string_view::npos) break;
+      q.remove_prefix(amp + 1);
+    }
+    return std::nullopt;
+  }
+  static std::string decode(std::string_view in) {
+    std::string out;
+    for (std::size_t i = 0; i < in.size(); ++i) {
+      if (in[i] == '+') {
+        out += ' ';
+      } else if (in[i] == '%' && i + 2 < in.size()) {
+        out += static_cast<char>(std::stoi(std::string(in.substr(i + 1, 2)), nullptr, 16));
+        i += 2;
+      } else {
+        out += in[i];
+      }
+    }
+    return out;
+  }
+
+  http::Header header_;
+  std::string path_, query_, body_;
+  std::string request_id_ = "test-request";
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  http::Response response_;
+  std::optional<http::ResponseHead> head_;
+  std::vector<std::string> chunks_;
+  std::function<void()> on_close_;
+  bool complete_ = false, finished_ = false, closed_ = false;
+  int responses_ = 0;
+  std::atomic<std::size_t> pending_bytes_{0};
+  boost::asio::thread_pool pool_{1};
+};
+
+inline std::shared_ptr<FakeExchange> make_exchange(
+    boost::beast::http::verb method, std::string target, std::string body = {},
+    std::vector<std::pair<std::string, std::string>> headers = {}) {
+  return std::make_shared<FakeExchange>(method, std::move(target), std::move(body),
+                                        std::move(headers));
+}
+
+}  // namespace dpa::testing
