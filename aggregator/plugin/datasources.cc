@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
-#include <regex>
 #include <set>
 #include <sstream>
 
@@ -94,6 +93,35 @@ bool plain_bool(const std::string& v, bool& out) {
   return false;
 }
 
+// YAML core-schema numbers: [-+]?[0-9]+ and [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?
+bool is_plain_int(std::string_view s) {
+  if (!s.empty() && (s[0] == '-' || s[0] == '+')) s.remove_prefix(1);
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+bool is_plain_float(std::string_view s) {
+  auto digits = [&s] {
+    std::size_t n = 0;
+    while (n < s.size() && s[n] >= '0' && s[n] <= '9') ++n;
+    s.remove_prefix(n);
+    return n;
+  };
+  if (!s.empty() && (s[0] == '-' || s[0] == '+')) s.remove_prefix(1);
+  std::size_t int_digits = digits();
+  std::size_t frac_digits = 0;
+  if (!s.empty() && s[0] == '.') {
+    s.remove_prefix(1);
+    frac_digits = digits();
+  }
+  if (int_digits == 0 && frac_digits == 0) return false;
+  if (!s.empty() && (s[0] == 'e' || s[0] == 'E')) {
+    s.remove_prefix(1);
+    if (!s.empty() && (s[0] == '-' || s[0] == '+')) s.remove_prefix(1);
+    if (digits() == 0) return false;
+  }
+  return s.empty();
+}
+
 // YAML to JSON the way Grafana's values.JSONValue does it: a plain scalar keeps its YAML type
 // (bool, int, float, null); strings, and only strings, are env-expanded.
 nlohmann::json yaml_to_json(const YAML::Node& n, const EnvLookup& env) {
@@ -116,19 +144,17 @@ nlohmann::json yaml_to_json(const YAML::Node& n, const EnvLookup& env) {
   }
   const std::string& raw = n.Scalar();
   if (n.Tag() != "!") {  // plain (unquoted) scalar
-    static const std::regex kInt("[-+]?[0-9]+");
-    static const std::regex kFloat("[-+]?([0-9]+\\.[0-9]*|\\.[0-9]+|[0-9]+)([eE][-+]?[0-9]+)?");
     bool b = false;
     if (plain_bool(raw, b)) return b;
     if (raw == "~" || raw == "null" || raw == "Null" || raw == "NULL") return nullptr;
-    if (std::regex_match(raw, kInt)) {
+    if (is_plain_int(raw)) {
       try {
         return std::stoll(raw);
       } catch (const std::out_of_range&) {
         return std::stod(raw);
       }
     }
-    if (std::regex_match(raw, kFloat)) return std::stod(raw);
+    if (is_plain_float(raw)) return std::stod(raw);
   }
   return expand_env(raw, env);
 }
