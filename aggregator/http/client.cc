@@ -43,6 +43,7 @@ namespace {
 constexpr std::size_t kReadSize = 16 * 1024;
 constexpr std::size_t kBodyChunk = 64 * 1024;
 constexpr std::uint32_t kMaxResponseHeader = 1 << 20;
+constexpr std::chrono::milliseconds kPeekAfterIdle{1000};
 
 // One upstream connection; owned by a call while in use, by the pool while idle.
 struct Connection {
@@ -178,7 +179,11 @@ struct HttpClient::Impl {
         it->second.pop_back();
         --idle_count;
       }
-      if (now - conn->idle_since < options.idle_timeout && conn->looks_alive()) return conn;
+      // The peek costs a syscall, so only connections idle long enough for a server-side idle
+      // timeout are checked; a fresher one that turns out closed is retried by the call.
+      auto idle_for = now - conn->idle_since;
+      if (idle_for < kPeekAfterIdle) return conn;
+      if (idle_for < options.idle_timeout && conn->looks_alive()) return conn;
       conn->close();
     }
   }
@@ -285,8 +290,7 @@ class Call final : public ClientCall, public std::enable_shared_from_this<Call> 
         endpoint_(std::move(endpoint)),
         request_(std::move(request)),
         executor_(std::move(executor)),
-        timer_(executor_),
-        resolver_(executor_) {
+        timer_(executor_) {
     key_ = endpoint_.key();
   }
 
@@ -321,7 +325,8 @@ class Call final : public ClientCall, public std::enable_shared_from_this<Call> 
       endpoints_ = {tcp::endpoint(address, endpoint_.port)};
       return do_connect();
     }
-    resolver_.async_resolve(
+    resolver_.emplace(executor_);
+    resolver_->async_resolve(
         endpoint_.host, std::to_string(endpoint_.port),
         [self](error_code ec, tcp::resolver::results_type results) {
           if (ec) return self->connect_failed("resolving " + self->endpoint_.host + ": " + ec.message());
@@ -403,7 +408,8 @@ class Call final : public ClientCall, public std::enable_shared_from_this<Call> 
   void send_request() {
     std::string head;
     if (!request_.prebuilt_head.empty()) {
-      head = request_.prebuilt_head;  // kept for a retry
+      // A reused connection may need a retry on a fresh one: keep the head until then.
+      head = reused_ ? request_.prebuilt_head : std::move(request_.prebuilt_head);
     } else {
       head = build_head();
     }
@@ -748,7 +754,7 @@ class Call final : public ClientCall, public std::enable_shared_from_this<Call> 
     if (cancelled_ || released_) return;
     cancelled_ = true;
     timer_.cancel();
-    resolver_.cancel();
+    if (resolver_) resolver_->cancel();
     fail(api::ApiError::unavailable("request cancelled"));
   }
 
@@ -759,7 +765,7 @@ class Call final : public ClientCall, public std::enable_shared_from_this<Call> 
       if (ec || self->failed_ || self->released_) return;
       if (connect_phase && !self->connect_deadline_) return;
       self->timed_out_ = true;
-      self->resolver_.cancel();
+      if (self->resolver_) self->resolver_->cancel();
       if (self->conn_) self->conn_->close();
       if (!connect_phase && !self->conn_) {
         self->fail(api::ApiError::timeout("Timeout: no response from " +
@@ -773,7 +779,7 @@ class Call final : public ClientCall, public std::enable_shared_from_this<Call> 
   ClientRequest request_;
   net::any_io_executor executor_;
   net::steady_timer timer_;
-  tcp::resolver resolver_;
+  std::optional<tcp::resolver> resolver_;  // only for host names, not IP literals
   std::string key_;
   std::vector<tcp::endpoint> endpoints_;
   std::unique_ptr<Connection> conn_;
