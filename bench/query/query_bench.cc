@@ -1,0 +1,169 @@
+// Query-path benchmark driver: the same QueryData request (a) as an HTTP POST through the
+// aggregator (keep-alive connection) and (b) straight to the plugin over gRPC, sequentially, so
+// the difference of the latency distributions is what the aggregator adds (DESIGN §5: p50 added
+// latency < 150 us). Prints one JSON object with both measurements and the difference.
+//
+// Usage: query_bench --url http://127.0.0.1:PORT --grpc unix:/path --requests N --warmup W
+#include "plugins/proto/backend.grpc.pb.h"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <grpcpp/grpcpp.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+namespace {
+
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = boost::asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+constexpr const char* kPlugin = "grafana-testdata-datasource";
+constexpr const char* kQueryJson =
+    R"({"refId":"A","datasource":{"type":"grafana-testdata-datasource","uid":"testdata"},)"
+    R"("scenarioId":"random_walk","seriesCount":1,"intervalMs":1000,"maxDataPoints":60})";
+
+struct Stats {
+  double p50_us = 0, p90_us = 0, p99_us = 0, mean_us = 0, throughput_rps = 0;
+  int errors = 0;
+};
+
+Stats summarize(std::vector<double> us, double seconds, int errors) {
+  Stats s;
+  s.errors = errors;
+  if (us.empty()) return s;
+  std::sort(us.begin(), us.end());
+  auto at = [&](double q) { return us[std::min(us.size() - 1, static_cast<std::size_t>(q * us.size()))]; };
+  s.p50_us = at(0.50);
+  s.p90_us = at(0.90);
+  s.p99_us = at(0.99);
+  double sum = 0;
+  for (double v : us) sum += v;
+  s.mean_us = sum / us.size();
+  s.throughput_rps = us.size() / seconds;
+  return s;
+}
+
+nlohmann::json to_json(const Stats& s) {
+  return {{"p50_us", s.p50_us}, {"p90_us", s.p90_us}, {"p99_us", s.p99_us},
+          {"mean_us", s.mean_us}, {"throughput_rps", s.throughput_rps}, {"errors", s.errors}};
+}
+
+Stats run_http(const std::string& host, const std::string& port, int warmup, int n) {
+  boost::asio::io_context io;
+  tcp::resolver resolver(io);
+  beast::tcp_stream stream(io);
+  stream.connect(resolver.resolve(host, port));
+  stream.socket().set_option(tcp::no_delay(true));
+  const std::string body = std::string(R"({"from":"now-5m","to":"now","queries":[)") + kQueryJson + "]}";
+  bhttp::request<bhttp::string_body> req{
+      bhttp::verb::post,
+      "/apis/testdata.grafana.app/v0alpha1/namespaces/default/datasources/testdata/query", 11};
+  req.set(bhttp::field::host, host);
+  req.set(bhttp::field::content_type, "application/json");
+  req.keep_alive(true);
+  req.body() = body;
+  req.prepare_payload();
+  beast::flat_buffer buffer;
+  std::vector<double> us;
+  us.reserve(n);
+  int errors = 0;
+  Clock::time_point start;
+  for (int i = 0; i < warmup + n; ++i) {
+    if (i == warmup) start = Clock::now();
+    auto t0 = Clock::now();
+    bhttp::write(stream, req);
+    bhttp::response<bhttp::string_body> res;
+    bhttp::read(stream, buffer, res);
+    auto t1 = Clock::now();
+    if (res.result_int() != 200) ++errors;
+    if (i >= warmup) us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+  }
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  return summarize(std::move(us), seconds, errors);
+}
+
+Stats run_grpc(const std::string& target, int warmup, int n) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(INT32_MAX);
+  auto channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  auto stub = pluginv2::Data::NewStub(channel);
+  pluginv2::QueryDataRequest request;
+  auto* ctx = request.mutable_plugincontext();
+  ctx->set_orgid(1);
+  ctx->set_pluginid(kPlugin);
+  auto* ds = ctx->mutable_datasourceinstancesettings();
+  ds->set_uid("testdata");
+  ds->set_name("TestData");
+  ds->set_jsondata(R"({"greeting":"hello"})");
+  auto* q = request.add_queries();
+  q->set_refid("A");
+  q->set_maxdatapoints(60);
+  q->set_intervalms(1000);
+  q->set_json(kQueryJson);
+  std::vector<double> us;
+  us.reserve(n);
+  int errors = 0;
+  Clock::time_point start;
+  for (int i = 0; i < warmup + n; ++i) {
+    if (i == warmup) start = Clock::now();
+    const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::system_clock::now().time_since_epoch())
+                               .count();
+    q->mutable_timerange()->set_fromepochms(now_ms - 300000);
+    q->mutable_timerange()->set_toepochms(now_ms);
+    auto t0 = Clock::now();
+    grpc::ClientContext context;
+    pluginv2::QueryDataResponse response;
+    auto status = stub->QueryData(&context, request, &response);
+    auto t1 = Clock::now();
+    if (!status.ok()) ++errors;
+    if (i >= warmup) us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+  }
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  return summarize(std::move(us), seconds, errors);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string url, grpc_target;
+  int n = 5000, warmup = 500;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string flag = argv[i];
+    if (flag == "--url") url = argv[i + 1];
+    else if (flag == "--grpc") grpc_target = argv[i + 1];
+    else if (flag == "--requests") n = std::atoi(argv[i + 1]);
+    else if (flag == "--warmup") warmup = std::atoi(argv[i + 1]);
+  }
+  const std::string prefix = "http://";
+  if (url.rfind(prefix, 0) != 0 || grpc_target.empty() || n <= 0) {
+    std::fprintf(stderr, "usage: query_bench --url http://HOST:PORT --grpc TARGET [--requests N] [--warmup W]\n");
+    return 2;
+  }
+  const std::string hostport = url.substr(prefix.size());
+  const auto colon = hostport.rfind(':');
+  const std::string host = hostport.substr(0, colon);
+  const std::string port = hostport.substr(colon + 1);
+  // Alternate the two so drift (thermal, other load) affects both alike.
+  Stats direct = run_grpc(grpc_target, warmup, n);
+  Stats via = run_http(host, port, warmup, n);
+  nlohmann::json out = {
+      {"requests", n},
+      {"direct_grpc", to_json(direct)},
+      {"via_aggregator", to_json(via)},
+      {"added_p50_us", via.p50_us - direct.p50_us},
+      {"added_p99_us", via.p99_us - direct.p99_us},
+  };
+  std::printf("%s\n", out.dump(2).c_str());
+  return direct.errors + via.errors == 0 ? 0 : 1;
+}
