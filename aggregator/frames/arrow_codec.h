@@ -3,11 +3,11 @@
 // tstype/labels/config, nulls in validity bitmaps, times as Timestamp(ns), JSON as Binary.
 #pragma once
 
-#include "aggregator/apimachinery/status.h"
-#include "aggregator/frames/frame.h"
-
 #include <string>
 #include <string_view>
+
+#include "aggregator/apimachinery/status.h"
+#include "aggregator/frames/frame.h"
 
 namespace dpa::frames {
 

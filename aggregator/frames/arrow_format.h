@@ -50,20 +50,42 @@ inline constexpr std::uint8_t kHeaderRecordBatch = 3;
 
 inline constexpr std::int16_t kPrecisionSingle = 1;  // enum Precision { HALF, SINGLE, DOUBLE }
 inline constexpr std::int16_t kPrecisionDouble = 2;
-inline constexpr std::int16_t kTimeUnitNanosecond = 3;  // enum TimeUnit { SECOND, MILLI, MICRO, NANO }
+inline constexpr std::int16_t kTimeUnitNanosecond =
+    3;  // enum TimeUnit { SECOND, MILLI, MICRO, NANO }
 
 // Field ids (declaration order; a union takes two ids: its _type tag, then the value).
-namespace footer { enum : int { kVersion = 0, kSchema = 1, kDictionaries = 2, kRecordBatches = 3 }; }
-namespace schema { enum : int { kEndianness = 0, kFields = 1, kCustomMetadata = 2 }; }
-namespace field {
-enum : int { kName = 0, kNullable = 1, kTypeType = 2, kType = 3, kDictionary = 4, kChildren = 5,
-             kCustomMetadata = 6 };
+namespace footer {
+enum : int { kVersion = 0, kSchema = 1, kDictionaries = 2, kRecordBatches = 3 };
 }
-namespace key_value { enum : int { kKey = 0, kValue = 1 }; }
-namespace int_type { enum : int { kBitWidth = 0, kIsSigned = 1 }; }
-namespace floating_point { enum : int { kPrecision = 0 }; }
-namespace timestamp { enum : int { kUnit = 0, kTimezone = 1 }; }
-namespace message { enum : int { kVersion = 0, kHeaderType = 1, kHeader = 2, kBodyLength = 3 }; }
+namespace schema {
+enum : int { kEndianness = 0, kFields = 1, kCustomMetadata = 2 };
+}
+namespace field {
+enum : int {
+  kName = 0,
+  kNullable = 1,
+  kTypeType = 2,
+  kType = 3,
+  kDictionary = 4,
+  kChildren = 5,
+  kCustomMetadata = 6
+};
+}
+namespace key_value {
+enum : int { kKey = 0, kValue = 1 };
+}
+namespace int_type {
+enum : int { kBitWidth = 0, kIsSigned = 1 };
+}
+namespace floating_point {
+enum : int { kPrecision = 0 };
+}
+namespace timestamp {
+enum : int { kUnit = 0, kTimezone = 1 };
+}
+namespace message {
+enum : int { kVersion = 0, kHeaderType = 1, kHeader = 2, kBodyLength = 3 };
+}
 namespace record_batch {
 enum : int { kLength = 0, kNodes = 1, kBuffers = 2, kCompression = 3, kVariadicBufferCounts = 4 };
 }

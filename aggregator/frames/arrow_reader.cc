@@ -3,17 +3,17 @@
 // Nothing here trusts the input: every position is checked before use, and every allocation is
 // charged against a budget proportional to the input size, so overlapping buffers or repeated
 // blocks cannot turn a small file into a huge frame.
-#include "aggregator/frames/arrow_codec.h"
-
-#include "aggregator/frames/arrow_format.h"
-#include "aggregator/frames/flatbuffer_view.h"
-#include "aggregator/frames/json_text.h"
-
 #include <bit>
 #include <cstddef>
 #include <cstring>
 #include <optional>
 #include <vector>
+
+#include "aggregator/frames/arrow_codec.h"
+#include "aggregator/frames/arrow_format.h"
+#include "aggregator/frames/flatbuffer_view.h"
+#include "aggregator/frames/frame_error.h"
+#include "aggregator/frames/json_text.h"
 
 namespace dpa::frames {
 namespace {
@@ -29,7 +29,9 @@ using detail::FbView;
 constexpr std::uint64_t kBudgetPerInputByte = 32;
 constexpr std::uint64_t kBudgetSlack = 1 << 20;
 constexpr std::uint64_t kJsonCostPerByte = 16;
-
+// Loops over footer entries are charged too: columns x blocks or fields x metadata entries, all
+// pointing at the same few bytes, would otherwise cost quadratic time without allocating.
+constexpr std::uint64_t kVisitCost = 16;
 
 // How one Arrow column is laid out and which frame type it becomes.
 struct Column {
@@ -56,7 +58,8 @@ class ArrowReader {
     if (footer_length <= 0 || static_cast<std::uint64_t>(footer_length) > file_.size() - kMinSize) {
       return invalid("footer length out of range");
     }
-    const std::uint64_t footer_start = file_.size() - 10 - static_cast<std::uint64_t>(footer_length);
+    const std::uint64_t footer_start =
+        file_.size() - 10 - static_cast<std::uint64_t>(footer_length);
     const FbView footer(file_.substr(footer_start, static_cast<std::size_t>(footer_length)));
     const FbTable root = footer.root();
     const auto version = root.scalar<std::int16_t>(arrow::footer::kVersion, 0);
@@ -72,11 +75,13 @@ class ArrowReader {
     if (!footer.ok()) return invalid(std::string("schema: ") + footer.error());
 
     for (std::uint32_t i = 0; i < batches.size; ++i) {
+      if (!charge(kVisitCost)) return invalid("frame larger than allowed");
       arrow::Block block{};
       block.offset = batches.struct_member<std::int64_t>(i, offsetof(arrow::Block, offset));
       block.meta_data_length =
           batches.struct_member<std::int32_t>(i, offsetof(arrow::Block, meta_data_length));
-      block.body_length = batches.struct_member<std::int64_t>(i, offsetof(arrow::Block, body_length));
+      block.body_length =
+          batches.struct_member<std::int64_t>(i, offsetof(arrow::Block, body_length));
       if (auto ok = read_batch(block); !ok) return std::move(ok).error();
     }
     return std::move(frame_);
@@ -85,7 +90,7 @@ class ArrowReader {
  private:
   // Every error names what was being read ("field 3: ...", "column 2: ...").
   api::ApiError invalid(const std::string& why) const {
-    return api::ApiError::bad_gateway("invalid Arrow frame from plugin: " + where_ + why);
+    return detail::bad_gateway("invalid Arrow frame from plugin: " + where_ + why);
   }
 
   template <class T>
@@ -120,6 +125,7 @@ class ArrowReader {
     bool have_name = false, have_ref = false, have_meta = false;
     const FbVector metadata = schema.vector(arrow::schema::kCustomMetadata, 4);
     for (std::uint32_t k = 0; k < metadata.size; ++k) {
+      if (!charge(kVisitCost)) return invalid("frame larger than allowed");
       const FbTable kv = metadata.table_at(k);
       const std::string_view key = kv.string(arrow::key_value::kKey);
       const std::string_view value = kv.string(arrow::key_value::kValue);
@@ -206,13 +212,13 @@ class ArrowReader {
         column.type = FieldType::kBool;
         break;
       default:
-        return invalid("unsupported Arrow type (union tag " + std::to_string(column.tag) +
-                       ")");
+        return invalid("unsupported Arrow type (union tag " + std::to_string(column.tag) + ")");
     }
 
     bool have_tstype = false, have_labels = false, have_config = false;
     const FbVector metadata = fb.vector(arrow::field::kCustomMetadata, 4);
     for (std::uint32_t k = 0; k < metadata.size; ++k) {
+      if (!charge(kVisitCost)) return invalid("frame larger than allowed");
       const FbTable kv = metadata.table_at(k);
       const std::string_view key = kv.string(arrow::key_value::kKey);
       const std::string_view value = kv.string(arrow::key_value::kValue);
@@ -250,7 +256,8 @@ class ArrowReader {
     const std::uint64_t size = file_.size();
     if (block.offset < 8 || block.meta_data_length < 8 ||
         static_cast<std::uint64_t>(block.offset) > size ||
-        static_cast<std::uint64_t>(block.meta_data_length) > size - static_cast<std::uint64_t>(block.offset)) {
+        static_cast<std::uint64_t>(block.meta_data_length) >
+            size - static_cast<std::uint64_t>(block.offset)) {
       return invalid("record batch block out of bounds");
     }
     const auto offset = static_cast<std::uint64_t>(block.offset);
@@ -289,13 +296,14 @@ class ArrowReader {
 
     Batch b{file_.substr(body_start, static_cast<std::size_t>(body_length)), buffers, variadic};
     for (std::size_t i = 0; i < columns_.size(); ++i) {
+      if (!charge(kVisitCost)) return invalid("frame larger than allowed");
       const auto node_length = nodes.struct_member<std::int64_t>(static_cast<std::uint32_t>(i), 0);
       const auto null_count = nodes.struct_member<std::int64_t>(static_cast<std::uint32_t>(i), 8);
       if (node_length != length) return invalid("column length differs from record batch length");
       if (null_count < 0 || null_count > length) return invalid("null count out of range");
       where_ = "column " + std::to_string(i) + ": ";
-      if (auto ok = read_column(b, columns_[i], frame_.fields[i], static_cast<std::uint64_t>(length),
-                                null_count > 0);
+      if (auto ok = read_column(b, columns_[i], frame_.fields[i],
+                                static_cast<std::uint64_t>(length), null_count > 0);
           !ok) {
         return ok;
       }
@@ -396,18 +404,32 @@ class ArrowReader {
     if (is_signed) {
       reserve_first(field.ints, rows);
       switch (width) {
-        case 1: each([&](const char* at) { field.ints.push_back(read_as(at, std::int8_t{})); }); break;
-        case 2: each([&](const char* at) { field.ints.push_back(read_as(at, std::int16_t{})); }); break;
-        case 4: each([&](const char* at) { field.ints.push_back(read_as(at, std::int32_t{})); }); break;
-        default: each([&](const char* at) { field.ints.push_back(read_as(at, std::int64_t{})); });
+        case 1:
+          each([&](const char* at) { field.ints.push_back(read_as(at, std::int8_t{})); });
+          break;
+        case 2:
+          each([&](const char* at) { field.ints.push_back(read_as(at, std::int16_t{})); });
+          break;
+        case 4:
+          each([&](const char* at) { field.ints.push_back(read_as(at, std::int32_t{})); });
+          break;
+        default:
+          each([&](const char* at) { field.ints.push_back(read_as(at, std::int64_t{})); });
       }
     } else {
       reserve_first(field.uints, rows);
       switch (width) {
-        case 1: each([&](const char* at) { field.uints.push_back(read_as(at, std::uint8_t{})); }); break;
-        case 2: each([&](const char* at) { field.uints.push_back(read_as(at, std::uint16_t{})); }); break;
-        case 4: each([&](const char* at) { field.uints.push_back(read_as(at, std::uint32_t{})); }); break;
-        default: each([&](const char* at) { field.uints.push_back(read_as(at, std::uint64_t{})); });
+        case 1:
+          each([&](const char* at) { field.uints.push_back(read_as(at, std::uint8_t{})); });
+          break;
+        case 2:
+          each([&](const char* at) { field.uints.push_back(read_as(at, std::uint16_t{})); });
+          break;
+        case 4:
+          each([&](const char* at) { field.uints.push_back(read_as(at, std::uint32_t{})); });
+          break;
+        default:
+          each([&](const char* at) { field.uints.push_back(read_as(at, std::uint64_t{})); });
       }
     }
     return api::Ok{};
@@ -434,8 +456,8 @@ class ArrowReader {
     for (std::uint64_t r = 0; r < rows; ++r) {
       const std::int32_t end = offset_at(r + 1);
       if (end < begin || end > last) return invalid("string offsets are not monotonic");
-      field.strings.emplace_back(data->substr(static_cast<std::size_t>(begin),
-                                              static_cast<std::size_t>(end - begin)));
+      field.strings.emplace_back(
+          data->substr(static_cast<std::size_t>(begin), static_cast<std::size_t>(end - begin)));
       begin = end;
     }
     return api::Ok{};
@@ -505,6 +527,8 @@ class ArrowReader {
 
 }  // namespace
 
-api::Expected<Frame> read_arrow(std::string_view bytes) { return ArrowReader(bytes).read(); }
+api::Expected<Frame> read_arrow(std::string_view bytes) {
+  return ArrowReader(bytes).read();
+}
 
 }  // namespace dpa::frames

@@ -1,18 +1,18 @@
 // Arrow IPC file writer, laid out as the Go SDK's writer lays it out: magic, schema message,
 // one record batch message with its body, end-of-stream marker, footer, footer length, magic.
 // Messages are 8-byte aligned and every body buffer starts on an 8-byte boundary.
-#include "aggregator/frames/arrow_codec.h"
-
-#include "aggregator/frames/arrow_format.h"
-#include "aggregator/frames/json_text.h"
-
 #include <flatbuffers/flatbuffers.h>
 
 #include <bit>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
+
+#include "aggregator/frames/arrow_codec.h"
+#include "aggregator/frames/arrow_format.h"
+#include "aggregator/frames/json_text.h"
 
 namespace dpa::frames {
 namespace {
@@ -30,7 +30,9 @@ void append_raw(std::string& out, T v) {
   out.append(bytes, sizeof v);
 }
 
-void pad_to_8(std::string& out) { out.append((8 - out.size() % 8) % 8, '\0'); }
+void pad_to_8(std::string& out) {
+  out.append((8 - out.size() % 8) % 8, '\0');
+}
 
 Ref key_value(Builder& b, std::string_view key, std::string_view value) {
   const auto k = b.CreateString(key.data(), key.size());
@@ -58,20 +60,33 @@ std::pair<std::uint8_t, Ref> arrow_type(Builder& b, FieldType type) {
     return std::make_pair(tag, Ref(b.EndTable(b.StartTable())));
   };
   switch (type) {
-    case FieldType::kInt8: return int_type(8, true);
-    case FieldType::kInt16: return int_type(16, true);
-    case FieldType::kInt32: return int_type(32, true);
-    case FieldType::kInt64: return int_type(64, true);
-    case FieldType::kUint8: return int_type(8, false);
+    case FieldType::kInt8:
+      return int_type(8, true);
+    case FieldType::kInt16:
+      return int_type(16, true);
+    case FieldType::kInt32:
+      return int_type(32, true);
+    case FieldType::kInt64:
+      return int_type(64, true);
+    case FieldType::kUint8:
+      return int_type(8, false);
     case FieldType::kUint16:
-    case FieldType::kEnum: return int_type(16, false);
-    case FieldType::kUint32: return int_type(32, false);
-    case FieldType::kUint64: return int_type(64, false);
-    case FieldType::kFloat32: return float_type(arrow::kPrecisionSingle);
-    case FieldType::kFloat64: return float_type(arrow::kPrecisionDouble);
-    case FieldType::kString: return empty_type(arrow::kTypeUtf8);
-    case FieldType::kJson: return empty_type(arrow::kTypeBinary);
-    case FieldType::kBool: return empty_type(arrow::kTypeBool);
+    case FieldType::kEnum:
+      return int_type(16, false);
+    case FieldType::kUint32:
+      return int_type(32, false);
+    case FieldType::kUint64:
+      return int_type(64, false);
+    case FieldType::kFloat32:
+      return float_type(arrow::kPrecisionSingle);
+    case FieldType::kFloat64:
+      return float_type(arrow::kPrecisionDouble);
+    case FieldType::kString:
+      return empty_type(arrow::kTypeUtf8);
+    case FieldType::kJson:
+      return empty_type(arrow::kTypeBinary);
+    case FieldType::kBool:
+      return empty_type(arrow::kTypeBool);
     case FieldType::kTime: {
       const auto start = b.StartTable();
       b.AddElement<std::int16_t>(FieldIndexToOffset(arrow::timestamp::kUnit),
@@ -178,18 +193,38 @@ class BodyWriter {
       buffer(bits.data(), bits.size());
     }
     switch (f.type) {
-      case FieldType::kInt8: fixed<std::int8_t>(f.ints, n); break;
-      case FieldType::kInt16: fixed<std::int16_t>(f.ints, n); break;
-      case FieldType::kInt32: fixed<std::int32_t>(f.ints, n); break;
+      case FieldType::kInt8:
+        fixed<std::int8_t>(f.ints, n);
+        break;
+      case FieldType::kInt16:
+        fixed<std::int16_t>(f.ints, n);
+        break;
+      case FieldType::kInt32:
+        fixed<std::int32_t>(f.ints, n);
+        break;
       case FieldType::kInt64:
-      case FieldType::kTime: fixed<std::int64_t>(f.ints, n); break;
-      case FieldType::kUint8: fixed<std::uint8_t>(f.uints, n); break;
+      case FieldType::kTime:
+        fixed<std::int64_t>(f.ints, n);
+        break;
+      case FieldType::kUint8:
+        fixed<std::uint8_t>(f.uints, n);
+        break;
       case FieldType::kUint16:
-      case FieldType::kEnum: fixed<std::uint16_t>(f.uints, n); break;
-      case FieldType::kUint32: fixed<std::uint32_t>(f.uints, n); break;
-      case FieldType::kUint64: fixed<std::uint64_t>(f.uints, n); break;
-      case FieldType::kFloat32: fixed<float>(f.floats, n); break;
-      case FieldType::kFloat64: fixed<double>(f.floats, n); break;
+      case FieldType::kEnum:
+        fixed<std::uint16_t>(f.uints, n);
+        break;
+      case FieldType::kUint32:
+        fixed<std::uint32_t>(f.uints, n);
+        break;
+      case FieldType::kUint64:
+        fixed<std::uint64_t>(f.uints, n);
+        break;
+      case FieldType::kFloat32:
+        fixed<float>(f.floats, n);
+        break;
+      case FieldType::kFloat64:
+        fixed<double>(f.floats, n);
+        break;
       case FieldType::kBool: {
         std::string bits((rows_ + 7) / 8, '\0');
         for (std::size_t r = 0; r < rows_ && r < n; ++r) {
@@ -208,14 +243,15 @@ class BodyWriter {
           if (r < n) total += f.strings[r].size();
           // Utf8/Binary offsets are int32; larger columns cannot be framed (gRPC caps messages at
           // 2 GiB anyway), so this is a programming error in the caller, not a data-path error.
-          if (total > static_cast<std::uint64_t>(std::numeric_limits<std::int32_t>::max())) std::abort();
+          if (total > static_cast<std::uint64_t>(std::numeric_limits<std::int32_t>::max()))
+            std::abort();
           append_raw<std::int32_t>(offsets, static_cast<std::int32_t>(total));
         }
         buffer(offsets.data(), offsets.size());
         const std::size_t start = body_.size();
         for (std::size_t r = 0; r < rows_ && r < n; ++r) body_.append(f.strings[r]);
-        buffers_.push_back({static_cast<std::int64_t>(start),
-                            static_cast<std::int64_t>(body_.size() - start)});
+        buffers_.push_back(
+            {static_cast<std::int64_t>(start), static_cast<std::int64_t>(body_.size() - start)});
         pad_to_8(body_);
         break;
       }
@@ -244,10 +280,16 @@ class BodyWriter {
     body_.resize(start + rows_ * sizeof(T), '\0');
     char* out = body_.data() + start;
     for (std::size_t r = 0; r < rows_ && r < n; ++r) {
-      const T v = static_cast<T>(values[r]);
+      T v;
+      if constexpr (std::is_same_v<T, float>) {
+        v = detail::to_float32(values[r]);
+      } else {
+        v = static_cast<T>(values[r]);
+      }
       std::memcpy(out + r * sizeof(T), &v, sizeof v);
     }
-    buffers_.push_back({static_cast<std::int64_t>(start), static_cast<std::int64_t>(rows_ * sizeof(T))});
+    buffers_.push_back(
+        {static_cast<std::int64_t>(start), static_cast<std::int64_t>(rows_ * sizeof(T))});
     pad_to_8(body_);
   }
 
@@ -281,7 +323,8 @@ std::string write_arrow(const Frame& frame) {
     b.AddOffset(FieldIndexToOffset(arrow::record_batch::kNodes), nodes);
     b.AddOffset(FieldIndexToOffset(arrow::record_batch::kBuffers), buffers);
     const Ref batch(b.EndTable(start));
-    finish_message(b, arrow::kHeaderRecordBatch, batch, static_cast<std::int64_t>(body.body().size()));
+    finish_message(b, arrow::kHeaderRecordBatch, batch,
+                   static_cast<std::int64_t>(body.body().size()));
   }
   arrow::Block block{};
   block.offset = static_cast<std::int64_t>(out.size());
@@ -298,7 +341,8 @@ std::string write_arrow(const Frame& frame) {
     const auto dictionaries = footer.CreateVectorOfStructs<arrow::Block>(nullptr, 0);
     const auto batches = footer.CreateVectorOfStructs(&block, 1);
     const auto start = footer.StartTable();
-    footer.AddElement<std::int16_t>(FieldIndexToOffset(arrow::footer::kVersion), arrow::kMetadataV5, 0);
+    footer.AddElement<std::int16_t>(FieldIndexToOffset(arrow::footer::kVersion), arrow::kMetadataV5,
+                                    0);
     footer.AddOffset(FieldIndexToOffset(arrow::footer::kSchema), schema);
     footer.AddOffset(FieldIndexToOffset(arrow::footer::kDictionaries), dictionaries);
     footer.AddOffset(FieldIndexToOffset(arrow::footer::kRecordBatches), batches);

@@ -31,33 +31,54 @@ std::size_t Field::size() const {
 
 const char* frame_type_name(FieldType type) {
   switch (type) {
-    case FieldType::kInt8: return "int8";
-    case FieldType::kInt16: return "int16";
-    case FieldType::kInt32: return "int32";
-    case FieldType::kInt64: return "int64";
-    case FieldType::kUint8: return "uint8";
-    case FieldType::kUint16: return "uint16";
-    case FieldType::kUint32: return "uint32";
-    case FieldType::kUint64: return "uint64";
-    case FieldType::kFloat32: return "float32";
-    case FieldType::kFloat64: return "float64";
-    case FieldType::kString: return "string";
-    case FieldType::kBool: return "bool";
-    case FieldType::kTime: return "time.Time";
-    case FieldType::kJson: return "json.RawMessage";
-    case FieldType::kEnum: return "enum";
+    case FieldType::kInt8:
+      return "int8";
+    case FieldType::kInt16:
+      return "int16";
+    case FieldType::kInt32:
+      return "int32";
+    case FieldType::kInt64:
+      return "int64";
+    case FieldType::kUint8:
+      return "uint8";
+    case FieldType::kUint16:
+      return "uint16";
+    case FieldType::kUint32:
+      return "uint32";
+    case FieldType::kUint64:
+      return "uint64";
+    case FieldType::kFloat32:
+      return "float32";
+    case FieldType::kFloat64:
+      return "float64";
+    case FieldType::kString:
+      return "string";
+    case FieldType::kBool:
+      return "bool";
+    case FieldType::kTime:
+      return "time.Time";
+    case FieldType::kJson:
+      return "json.RawMessage";
+    case FieldType::kEnum:
+      return "enum";
   }
   return "";
 }
 
 const char* json_type_name(FieldType type) {
   switch (type) {
-    case FieldType::kString: return "string";
-    case FieldType::kBool: return "boolean";
-    case FieldType::kTime: return "time";
-    case FieldType::kJson: return "other";
-    case FieldType::kEnum: return "enum";
-    default: return "number";
+    case FieldType::kString:
+      return "string";
+    case FieldType::kBool:
+      return "boolean";
+    case FieldType::kTime:
+      return "time";
+    case FieldType::kJson:
+      return "other";
+    case FieldType::kEnum:
+      return "enum";
+    default:
+      return "number";
   }
 }
 

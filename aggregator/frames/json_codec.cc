@@ -3,8 +3,6 @@
 // entities, nanos. Times are epoch milliseconds (floor) plus the sub-millisecond rest in `nanos`.
 #include "aggregator/frames/json_codec.h"
 
-#include "aggregator/frames/json_text.h"
-
 #include <charconv>
 #include <cmath>
 #include <cstdint>
@@ -13,6 +11,9 @@
 #include <optional>
 #include <string_view>
 #include <vector>
+
+#include "aggregator/frames/frame_error.h"
+#include "aggregator/frames/json_text.h"
 
 namespace dpa::frames {
 namespace {
@@ -127,19 +128,36 @@ void append_column(const Field& f, std::size_t rows, std::string& out,
       continue;
     }
     switch (f.type) {
-      case FieldType::kInt8: append_int(out, static_cast<std::int8_t>(f.ints[i])); break;
-      case FieldType::kInt16: append_int(out, static_cast<std::int16_t>(f.ints[i])); break;
-      case FieldType::kInt32: append_int(out, static_cast<std::int32_t>(f.ints[i])); break;
-      case FieldType::kInt64: append_int(out, f.ints[i]); break;
-      case FieldType::kUint8: append_uint(out, static_cast<std::uint8_t>(f.uints[i])); break;
+      case FieldType::kInt8:
+        append_int(out, static_cast<std::int8_t>(f.ints[i]));
+        break;
+      case FieldType::kInt16:
+        append_int(out, static_cast<std::int16_t>(f.ints[i]));
+        break;
+      case FieldType::kInt32:
+        append_int(out, static_cast<std::int32_t>(f.ints[i]));
+        break;
+      case FieldType::kInt64:
+        append_int(out, f.ints[i]);
+        break;
+      case FieldType::kUint8:
+        append_uint(out, static_cast<std::uint8_t>(f.uints[i]));
+        break;
       case FieldType::kUint16:
-      case FieldType::kEnum: append_uint(out, static_cast<std::uint16_t>(f.uints[i])); break;
-      case FieldType::kUint32: append_uint(out, static_cast<std::uint32_t>(f.uints[i])); break;
-      case FieldType::kUint64: append_uint(out, f.uints[i]); break;
+      case FieldType::kEnum:
+        append_uint(out, static_cast<std::uint16_t>(f.uints[i]));
+        break;
+      case FieldType::kUint32:
+        append_uint(out, static_cast<std::uint32_t>(f.uints[i]));
+        break;
+      case FieldType::kUint64:
+        append_uint(out, f.uints[i]);
+        break;
       case FieldType::kFloat32:
       case FieldType::kFloat64: {
         const bool single = f.type == FieldType::kFloat32;
-        const double v = single ? static_cast<double>(static_cast<float>(f.floats[i])) : f.floats[i];
+        const double v =
+            single ? static_cast<double>(detail::to_float32(f.floats[i])) : f.floats[i];
         if (std::isfinite(v)) {
           if (single) {
             detail::append_float32(out, static_cast<float>(v));
@@ -153,9 +171,15 @@ void append_column(const Field& f, std::size_t rows, std::string& out,
         out.append("null");
         break;
       }
-      case FieldType::kString: detail::append_string(out, f.strings[i]); break;
-      case FieldType::kJson: append_raw_json(out, f.strings[i]); break;
-      case FieldType::kBool: out.append(f.bools[i] ? "true" : "false"); break;
+      case FieldType::kString:
+        detail::append_string(out, f.strings[i]);
+        break;
+      case FieldType::kJson:
+        append_raw_json(out, f.strings[i]);
+        break;
+      case FieldType::kBool:
+        out.append(f.bools[i] ? "true" : "false");
+        break;
       case FieldType::kTime: {
         const std::int64_t ns = f.ints[i];
         std::int64_t ms = ns / kNanosPerMilli;
@@ -239,15 +263,15 @@ void append_data(const Frame& frame, std::string& out) {
 // ---- from_json ----
 
 api::ApiError invalid(const std::string& why) {
-  return api::ApiError::bad_gateway("invalid JSON frame from plugin: " + why);
+  return detail::bad_gateway("invalid JSON frame from plugin: " + why);
 }
 
 std::optional<FieldType> type_from_frame_name(std::string_view name) {
-  static constexpr FieldType kAll[] = {
-      FieldType::kInt8,    FieldType::kInt16,   FieldType::kInt32,  FieldType::kInt64,
-      FieldType::kUint8,   FieldType::kUint16,  FieldType::kUint32, FieldType::kUint64,
-      FieldType::kFloat32, FieldType::kFloat64, FieldType::kString, FieldType::kBool,
-      FieldType::kTime,    FieldType::kJson,    FieldType::kEnum};
+  static constexpr FieldType kAll[] = {FieldType::kInt8,    FieldType::kInt16,  FieldType::kInt32,
+                                       FieldType::kInt64,   FieldType::kUint8,  FieldType::kUint16,
+                                       FieldType::kUint32,  FieldType::kUint64, FieldType::kFloat32,
+                                       FieldType::kFloat64, FieldType::kString, FieldType::kBool,
+                                       FieldType::kTime,    FieldType::kJson,   FieldType::kEnum};
   for (const FieldType t : kAll) {
     if (name == frame_type_name(t)) return t;
   }
@@ -270,7 +294,8 @@ std::optional<std::int64_t> json_int(const Json& v, std::int64_t lo, std::int64_
   std::int64_t out = 0;
   if (v.is_number_unsigned()) {
     const auto u = v.template get<std::uint64_t>();
-    if (u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) return std::nullopt;
+    if (u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+      return std::nullopt;
     out = static_cast<std::int64_t>(u);
   } else if (v.is_number_integer()) {
     out = v.template get<std::int64_t>();
@@ -328,17 +353,27 @@ void resize_field(Field& f, std::size_t rows) {
     case FieldType::kInt16:
     case FieldType::kInt32:
     case FieldType::kInt64:
-    case FieldType::kTime: f.ints.assign(rows, 0); break;
+    case FieldType::kTime:
+      f.ints.assign(rows, 0);
+      break;
     case FieldType::kUint8:
     case FieldType::kUint16:
     case FieldType::kUint32:
     case FieldType::kUint64:
-    case FieldType::kEnum: f.uints.assign(rows, 0); break;
+    case FieldType::kEnum:
+      f.uints.assign(rows, 0);
+      break;
     case FieldType::kFloat32:
-    case FieldType::kFloat64: f.floats.assign(rows, 0.0); break;
+    case FieldType::kFloat64:
+      f.floats.assign(rows, 0.0);
+      break;
     case FieldType::kString:
-    case FieldType::kJson: f.strings.assign(rows, std::string()); break;
-    case FieldType::kBool: f.bools.assign(rows, false); break;
+    case FieldType::kJson:
+      f.strings.assign(rows, std::string());
+      break;
+    case FieldType::kBool:
+      f.bools.assign(rows, false);
+      break;
   }
   if (f.nullable) f.valid.assign(rows, true);
 }
@@ -365,32 +400,42 @@ bool set_cell(Field& f, std::size_t row, const Json& v) {
     return u.has_value();
   };
   switch (f.type) {
-    case FieldType::kInt8: return set_int(INT8_MIN, INT8_MAX);
-    case FieldType::kInt16: return set_int(INT16_MIN, INT16_MAX);
-    case FieldType::kInt32: return set_int(INT32_MIN, INT32_MAX);
-    case FieldType::kInt64: return set_int(INT64_MIN, INT64_MAX);
-    case FieldType::kUint8: return set_uint(UINT8_MAX);
+    case FieldType::kInt8:
+      return set_int(INT8_MIN, INT8_MAX);
+    case FieldType::kInt16:
+      return set_int(INT16_MIN, INT16_MAX);
+    case FieldType::kInt32:
+      return set_int(INT32_MIN, INT32_MAX);
+    case FieldType::kInt64:
+      return set_int(INT64_MIN, INT64_MAX);
+    case FieldType::kUint8:
+      return set_uint(UINT8_MAX);
     case FieldType::kUint16:
-    case FieldType::kEnum: return set_uint(UINT16_MAX);
-    case FieldType::kUint32: return set_uint(UINT32_MAX);
-    case FieldType::kUint64: return set_uint(UINT64_MAX);
+    case FieldType::kEnum:
+      return set_uint(UINT16_MAX);
+    case FieldType::kUint32:
+      return set_uint(UINT32_MAX);
+    case FieldType::kUint64:
+      return set_uint(UINT64_MAX);
     case FieldType::kFloat32:
     case FieldType::kFloat64: {
       if (!v.is_number()) return false;
       const double d = v.template get<double>();
-      f.floats[row] = f.type == FieldType::kFloat32 ? static_cast<double>(static_cast<float>(d)) : d;
+      f.floats[row] =
+          f.type == FieldType::kFloat32 ? static_cast<double>(detail::to_float32(d)) : d;
       return true;
     }
     case FieldType::kTime: {
       // Epoch milliseconds; `nanos` adds the sub-millisecond part afterwards.
       constexpr std::int64_t kMaxMs = INT64_MAX / kNanosPerMilli;
-      const auto ms = v.is_number_float()
-                          ? (std::isfinite(v.template get<double>()) &&
-                                     std::fabs(v.template get<double>()) <= static_cast<double>(kMaxMs)
-                                 ? std::optional<std::int64_t>(
-                                       static_cast<std::int64_t>(v.template get<double>()))
-                                 : std::nullopt)
-                          : json_int(v, -kMaxMs, kMaxMs);
+      const auto ms =
+          v.is_number_float()
+              ? (std::isfinite(v.template get<double>()) &&
+                         std::fabs(v.template get<double>()) <= static_cast<double>(kMaxMs)
+                     ? std::optional<std::int64_t>(
+                           static_cast<std::int64_t>(v.template get<double>()))
+                     : std::nullopt)
+              : json_int(v, -kMaxMs, kMaxMs);
       if (!ms) return false;
       f.ints[row] = *ms * kNanosPerMilli;
       return true;
@@ -484,7 +529,8 @@ api::Outcome read_data(const Json& data, Frame& frame) {
     }
     for (std::size_t i = 0; i < values->size(); ++i) {
       const auto& column = (*values)[i];
-      if (!column.is_array()) return invalid("data.values[" + std::to_string(i) + "] is not an array");
+      if (!column.is_array())
+        return invalid("data.values[" + std::to_string(i) + "] is not an array");
       if (i == 0) rows = column.size();
       if (column.size() != rows) return invalid("data.values columns differ in length");
     }
@@ -589,7 +635,11 @@ nlohmann::ordered_json to_json(const Frame& frame) {
   return nlohmann::ordered_json::parse(text, nullptr, /*allow_exceptions=*/false);
 }
 
-api::Expected<Frame> from_json(const nlohmann::json& j) { return frame_from_json(j); }
-api::Expected<Frame> from_json(const nlohmann::ordered_json& j) { return frame_from_json(j); }
+api::Expected<Frame> from_json(const nlohmann::json& j) {
+  return frame_from_json(j);
+}
+api::Expected<Frame> from_json(const nlohmann::ordered_json& j) {
+  return frame_from_json(j);
+}
 
 }  // namespace dpa::frames

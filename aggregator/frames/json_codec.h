@@ -3,12 +3,11 @@
 // string formatting. append_json is the fast path the query handler writes responses with.
 #pragma once
 
+#include <nlohmann/json.hpp>
+#include <string>
+
 #include "aggregator/apimachinery/status.h"
 #include "aggregator/frames/frame.h"
-
-#include <nlohmann/json.hpp>
-
-#include <string>
 
 namespace dpa::frames {
 

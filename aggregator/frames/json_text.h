@@ -3,8 +3,9 @@
 // depth-limited parser for JSON that arrives inside untrusted frames. Internal to frames/.
 #pragma once
 
+#include <cmath>
+#include <limits>
 #include <nlohmann/json.hpp>
-
 #include <optional>
 #include <string>
 #include <string_view>
@@ -28,6 +29,21 @@ void append_float32(std::string& out, float v);
 
 // Any JSON value, compact, with the string and number rules above. Object keys keep their order.
 void append_value(std::string& out, const nlohmann::ordered_json& v);
+
+// double -> float32 with IEEE round-to-nearest but without undefined behaviour: a plain cast of
+// a finite value beyond float's range is UB, so those are rounded here, to FLT_MAX up to half an
+// ulp past it (how 3.4028235e+38, Go's spelling of FLT_MAX, parses) and to infinity beyond.
+inline float to_float32(double v) {
+  constexpr double kMax = std::numeric_limits<float>::max();
+  constexpr double kHalfUlpPastMax = kMax + 0x1p103;
+  const double magnitude = std::fabs(v);
+  if (std::isfinite(v) && magnitude > kMax) {
+    const float rounded = magnitude < kHalfUlpPastMax ? std::numeric_limits<float>::max()
+                                                       : std::numeric_limits<float>::infinity();
+    return v > 0 ? rounded : -rounded;
+  }
+  return static_cast<float>(v);
+}
 
 // The double a JSON reader gets back from append_float32's text (e.g. 3.4028235e+38).
 double float32_as_json_double(float v);

@@ -1,9 +1,10 @@
 // Arrow IPC codec against the Go SDK's golden file, and write/read round trips of every type.
 #include "aggregator/frames/arrow_codec.h"
-#include "aggregator/frames/json_codec.h"
-#include "frames_test_util.h"
 
 #include <gtest/gtest.h>
+
+#include "aggregator/frames/json_codec.h"
+#include "frames_test_util.h"
 
 namespace dpa::frames {
 namespace {

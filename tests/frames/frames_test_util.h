@@ -2,8 +2,6 @@
 // NaN-aware frame comparison.
 #pragma once
 
-#include "aggregator/frames/frame.h"
-
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -11,6 +9,8 @@
 #include <limits>
 #include <sstream>
 #include <string>
+
+#include "aggregator/frames/frame.h"
 
 namespace dpa::frames::testing {
 
@@ -40,40 +40,69 @@ inline Frame every_type_frame() {
   frame.ref_id = "B";
   frame.meta = nlohmann::ordered_json::parse(
       R"({"typeVersion":[0,1],"type":"timeseries-wide","custom":{"z":1,"a":[true,null]},"executedQueryString":"up{job=\"x\"}"})");
-  const FieldType kTypes[] = {FieldType::kInt8,    FieldType::kInt16,   FieldType::kInt32,
-                              FieldType::kInt64,   FieldType::kUint8,   FieldType::kUint16,
-                              FieldType::kUint32,  FieldType::kUint64,  FieldType::kFloat32,
-                              FieldType::kFloat64, FieldType::kString,  FieldType::kBool,
-                              FieldType::kTime,    FieldType::kJson,    FieldType::kEnum};
+  const FieldType kTypes[] = {FieldType::kInt8,    FieldType::kInt16,  FieldType::kInt32,
+                              FieldType::kInt64,   FieldType::kUint8,  FieldType::kUint16,
+                              FieldType::kUint32,  FieldType::kUint64, FieldType::kFloat32,
+                              FieldType::kFloat64, FieldType::kString, FieldType::kBool,
+                              FieldType::kTime,    FieldType::kJson,   FieldType::kEnum};
   for (const FieldType type : kTypes) {
     for (const bool nullable : {false, true}) {
       Field f = make_field(std::string(nullable ? "nullable_" : "") + frame_type_name(type), type,
                            nullable);
       switch (type) {
-        case FieldType::kInt8: f.ints = {-128, 0, 5, 127}; break;
-        case FieldType::kInt16: f.ints = {-32768, 1, 0, 32767}; break;
-        case FieldType::kInt32: f.ints = {INT32_MIN, 2, 0, INT32_MAX}; break;
-        case FieldType::kInt64: f.ints = {INT64_MIN, -1, 0, INT64_MAX}; break;
-        case FieldType::kUint8: f.uints = {0, 1, 0, 255}; break;
-        case FieldType::kUint16: f.uints = {0, 1, 0, 65535}; break;
-        case FieldType::kUint32: f.uints = {0, 1, 0, UINT32_MAX}; break;
-        case FieldType::kUint64: f.uints = {0, 1, 0, UINT64_MAX}; break;
-        case FieldType::kEnum: f.uints = {0, 3, 0, 1}; break;
-        case FieldType::kFloat32: f.floats = {1.5, kNaN, 0, static_cast<double>(3.4028235e38f)}; break;
-        case FieldType::kFloat64: f.floats = {-kInf, 0.1, 0, kInf}; break;
-        case FieldType::kString: f.strings = {"", "héllo ❤️", "", "line\nbreak\t<tag>"}; break;
-        case FieldType::kBool: f.bools = {true, false, false, true}; break;
+        case FieldType::kInt8:
+          f.ints = {-128, 0, 5, 127};
+          break;
+        case FieldType::kInt16:
+          f.ints = {-32768, 1, 0, 32767};
+          break;
+        case FieldType::kInt32:
+          f.ints = {INT32_MIN, 2, 0, INT32_MAX};
+          break;
+        case FieldType::kInt64:
+          f.ints = {INT64_MIN, -1, 0, INT64_MAX};
+          break;
+        case FieldType::kUint8:
+          f.uints = {0, 1, 0, 255};
+          break;
+        case FieldType::kUint16:
+          f.uints = {0, 1, 0, 65535};
+          break;
+        case FieldType::kUint32:
+          f.uints = {0, 1, 0, UINT32_MAX};
+          break;
+        case FieldType::kUint64:
+          f.uints = {0, 1, 0, UINT64_MAX};
+          break;
+        case FieldType::kEnum:
+          f.uints = {0, 3, 0, 1};
+          break;
+        case FieldType::kFloat32:
+          f.floats = {1.5, kNaN, 0, static_cast<double>(3.4028235e38f)};
+          break;
+        case FieldType::kFloat64:
+          f.floats = {-kInf, 0.1, 0, kInf};
+          break;
+        case FieldType::kString:
+          f.strings = {"", "héllo ❤️", "", "line\nbreak\t<tag>"};
+          break;
+        case FieldType::kBool:
+          f.bools = {true, false, false, true};
+          break;
         case FieldType::kTime:
           f.ints = {0, 1568039445000123456, 0, -1500001};  // sub-ms, and before the epoch
           break;
-        case FieldType::kJson: f.strings = {R"({"a":1})", "[1,2,3]", "null", R"("text")"}; break;
+        case FieldType::kJson:
+          f.strings = {R"({"a":1})", "[1,2,3]", "null", R"("text")"};
+          break;
       }
       if (nullable) f.valid = {true, true, false, true};
       frame.fields.push_back(std::move(f));
     }
   }
   frame.fields[0].labels = {{"job", "node"}, {"instance", "a:9100"}};
-  frame.fields[1].config = nlohmann::ordered_json::parse(R"({"displayName":"X","unit":"s","decimals":2})");
+  frame.fields[1].config =
+      nlohmann::ordered_json::parse(R"({"displayName":"X","unit":"s","decimals":2})");
   frame.fields.back().config =
       nlohmann::ordered_json::parse(R"({"type":{"enum":{"text":["A","B","C","D"]}}})");
   return frame;
@@ -111,18 +140,25 @@ inline void expect_frames_equal(const Frame& a, const Frame& b) {
       switch (x.type) {
         case FieldType::kFloat32:
         case FieldType::kFloat64:
-          EXPECT_TRUE(same_double(x.floats[r], y.floats[r])) << "row " << r << ": " << x.floats[r]
-                                                             << " vs " << y.floats[r];
+          EXPECT_TRUE(same_double(x.floats[r], y.floats[r]))
+              << "row " << r << ": " << x.floats[r] << " vs " << y.floats[r];
           break;
         case FieldType::kString:
-        case FieldType::kJson: EXPECT_EQ(x.strings[r], y.strings[r]) << "row " << r; break;
-        case FieldType::kBool: EXPECT_EQ(x.bools[r], y.bools[r]) << "row " << r; break;
+        case FieldType::kJson:
+          EXPECT_EQ(x.strings[r], y.strings[r]) << "row " << r;
+          break;
+        case FieldType::kBool:
+          EXPECT_EQ(x.bools[r], y.bools[r]) << "row " << r;
+          break;
         case FieldType::kUint8:
         case FieldType::kUint16:
         case FieldType::kUint32:
         case FieldType::kUint64:
-        case FieldType::kEnum: EXPECT_EQ(x.uints[r], y.uints[r]) << "row " << r; break;
-        default: EXPECT_EQ(x.ints[r], y.ints[r]) << "row " << r;
+        case FieldType::kEnum:
+          EXPECT_EQ(x.uints[r], y.uints[r]) << "row " << r;
+          break;
+        default:
+          EXPECT_EQ(x.ints[r], y.ints[r]) << "row " << r;
       }
     }
   }

@@ -1,12 +1,13 @@
 // Grafana frame JSON: exact bytes for known frames, Go's number and string spellings, and the
 // from_json inverse (including its refusals).
 #include "aggregator/frames/json_codec.h"
-#include "aggregator/frames/json_text.h"
-#include "frames_test_util.h"
 
 #include <gtest/gtest.h>
 
 #include <limits>
+
+#include "aggregator/frames/json_text.h"
+#include "frames_test_util.h"
 
 namespace dpa::frames {
 namespace {
@@ -32,8 +33,9 @@ TEST(FrameJson, ReferenceTimeSeriesExampleByteForByte) {
   value.valid = {true, true};
   value.labels = {{"host", "a"}};
   frame.fields = {time, value};
-  EXPECT_EQ(json_text(frame),
-            R"({"schema":{"refId":"A","fields":[{"name":"time","type":"time","typeInfo":{"frame":"time.Time"}},{"name":"value","type":"number","typeInfo":{"frame":"float64","nullable":true},"labels":{"host":"a"}}]},"data":{"values":[[1700000000000,1700000001000],[1.5,null]],"entities":[null,{"NaN":[1]}]}})");
+  EXPECT_EQ(
+      json_text(frame),
+      R"({"schema":{"refId":"A","fields":[{"name":"time","type":"time","typeInfo":{"frame":"time.Time"}},{"name":"value","type":"number","typeInfo":{"frame":"float64","nullable":true},"labels":{"host":"a"}}]},"data":{"values":[[1700000000000,1700000001000],[1.5,null]],"entities":[null,{"NaN":[1]}]}})");
 }
 
 TEST(FrameJson, NanosEntitiesAndKeyOrder) {
@@ -48,12 +50,13 @@ TEST(FrameJson, NanosEntitiesAndKeyOrder) {
               std::numeric_limits<double>::quiet_NaN()};
   f.config = nlohmann::ordered_json::object();
   frame.fields = {t, f};
-  EXPECT_EQ(json_text(frame),
-            R"({"schema":{"name":"n","meta":{"typeVersion":[0,0],"custom":{"b":1,"a":2}},"fields":[)"
-            R"({"type":"time","typeInfo":{"frame":"time.Time","nullable":true}},)"
-            R"({"name":"f","type":"number","typeInfo":{"frame":"float32"},"config":{}}]},)"
-            R"("data":{"values":[[1,-1,null],[null,null,null]],)"
-            R"("entities":[null,{"NaN":[2],"Inf":[0],"NegInf":[1]}],"nanos":[[1,999999,0],null]}})");
+  EXPECT_EQ(
+      json_text(frame),
+      R"({"schema":{"name":"n","meta":{"typeVersion":[0,0],"custom":{"b":1,"a":2}},"fields":[)"
+      R"({"type":"time","typeInfo":{"frame":"time.Time","nullable":true}},)"
+      R"({"name":"f","type":"number","typeInfo":{"frame":"float32"},"config":{}}]},)"
+      R"("data":{"values":[[1,-1,null],[null,null,null]],)"
+      R"("entities":[null,{"NaN":[2],"Inf":[0],"NegInf":[1]}],"nanos":[[1,999999,0],null]}})");
 }
 
 TEST(FrameJson, GoFloatSpellings) {
@@ -86,6 +89,12 @@ TEST(FrameJson, GoFloatSpellings) {
   EXPECT_EQ(f32(0.1f), "0.1");
   EXPECT_EQ(f32(16777216.0f), "16777216");
   EXPECT_DOUBLE_EQ(detail::float32_as_json_double(0.1f), 0.1);
+  // Narrowing JSON doubles to float32 rounds like IEEE, without the UB of an out-of-range cast.
+  EXPECT_EQ(detail::to_float32(3.4028235e38), std::numeric_limits<float>::max());
+  EXPECT_EQ(detail::to_float32(-3.4028235e38), -std::numeric_limits<float>::max());
+  EXPECT_EQ(detail::to_float32(1e39), std::numeric_limits<float>::infinity());
+  EXPECT_EQ(detail::to_float32(-1e300), -std::numeric_limits<float>::infinity());
+  EXPECT_EQ(detail::to_float32(0.1), 0.1f);
 }
 
 TEST(FrameJson, GoStringEscaping) {
@@ -196,9 +205,8 @@ TEST(FrameJson, FromJsonRejectsMalformedFrames) {
 TEST(FrameJson, FromJsonRejectsDeeplyNestedValues) {
   nlohmann::json deep = nlohmann::json::array();
   for (int i = 0; i < 300; ++i) deep = nlohmann::json::array({std::move(deep)});
-  nlohmann::json doc = {
-      {"schema", {{"fields", {{{"typeInfo", {{"frame", "json.RawMessage"}}}}}}}},
-      {"data", {{"values", {{deep}}}}}};
+  nlohmann::json doc = {{"schema", {{"fields", {{{"typeInfo", {{"frame", "json.RawMessage"}}}}}}}},
+                        {"data", {{"values", {{deep}}}}}};
   auto frame = from_json(doc);
   EXPECT_FALSE(frame.ok());
 }

@@ -2,16 +2,17 @@
 // flips, bad magic, lying lengths and decompression bombs must all give a 502, never a crash, an
 // over-read or a huge allocation. CI runs this under ASan and UBSan. Hand-crafted files also
 // cover what our writer never produces (Utf8View, several record batches).
+#include <flatbuffers/flatbuffers.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstring>
+#include <random>
+
 #include "aggregator/frames/arrow_codec.h"
 #include "aggregator/frames/arrow_format.h"
 #include "aggregator/frames/json_codec.h"
 #include "frames_test_util.h"
-
-#include <flatbuffers/flatbuffers.h>
-#include <gtest/gtest.h>
-
-#include <cstring>
-#include <random>
 
 namespace dpa::frames {
 namespace {
@@ -84,8 +85,8 @@ Ref craft_schema(flatbuffers::FlatBufferBuilder& b, const std::vector<CraftField
   return Ref(b.EndTable(start));
 }
 
-std::string craft_file(const std::vector<CraftField>& fields, const std::vector<CraftBatch>& batches,
-                       int copies_of_each_block = 1) {
+std::string craft_file(const std::vector<CraftField>& fields,
+                       const std::vector<CraftBatch>& batches, int copies_of_each_block = 1) {
   std::string out("ARROW1\0\0", 8);
   std::vector<arrow::Block> blocks;
   for (const CraftBatch& batch : batches) {
@@ -216,6 +217,22 @@ TEST(ArrowCrafted, RepeatedBlocksCannotBlowUpMemory) {
   EXPECT_NE(frame.error().message.find("larger than allowed"), std::string::npos);
 }
 
+TEST(ArrowCrafted, ManyColumnsTimesManyBlocksCannotBurnCpu) {
+  // 10,000 empty columns x 100,000 blocks of the same batch: a billion column visits for ~4 MB.
+  std::vector<CraftField> fields(10000);
+  CraftBatch batch;
+  batch.nodes.assign(fields.size(), {0, 0});
+  batch.buffers.assign(2 * fields.size(), {0, 0});
+  const std::string file = craft_file(fields, {batch}, 100000);
+  const auto started = std::chrono::steady_clock::now();
+  expect_rejected(file, "visit bomb");
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(20));
+  // The same batch once is a legitimate empty frame.
+  auto once = read_arrow(craft_file(fields, {batch}, 1));
+  ASSERT_TRUE(once.ok()) << once.error().message;
+  EXPECT_EQ(once->fields.size(), 10000u);
+}
+
 TEST(ArrowCrafted, LyingLengthsAreRejected) {
   CraftBatch huge = int64_batch(4);
   huge.length = huge.nodes[0].length = std::int64_t{1} << 62;
@@ -261,16 +278,18 @@ TEST(ArrowCrafted, StringOffsetsAreChecked) {
     batch.nodes = {{batch.length, 0}};
     std::string off(reinterpret_cast<const char*>(offsets.data()), offsets.size() * 4);
     off.append((8 - off.size() % 8) % 8, '\0');
-    batch.buffers = {{0, 0},
-                     {0, static_cast<std::int64_t>(offsets.size() * 4)},
-                     {static_cast<std::int64_t>(off.size()), static_cast<std::int64_t>(data.size())}};
+    batch.buffers = {
+        {0, 0},
+        {0, static_cast<std::int64_t>(offsets.size() * 4)},
+        {static_cast<std::int64_t>(off.size()), static_cast<std::int64_t>(data.size())}};
     batch.body = off + data;
     return batch;
   };
   auto good = read_arrow(craft_file({field}, {batch_with_offsets({0, 2, 2, 5}, "abcde")}));
   ASSERT_TRUE(good.ok()) << good.error().message;
   EXPECT_EQ(good->fields[0].strings, (std::vector<std::string>{"ab", "", "cde"}));
-  expect_rejected(craft_file({field}, {batch_with_offsets({0, 3, 2, 5}, "abcde")}), "non-monotonic");
+  expect_rejected(craft_file({field}, {batch_with_offsets({0, 3, 2, 5}, "abcde")}),
+                  "non-monotonic");
   expect_rejected(craft_file({field}, {batch_with_offsets({0, 2, 9}, "abcde")}), "past the data");
   expect_rejected(craft_file({field}, {batch_with_offsets({-1, 2, 5}, "abcde")}), "negative");
   expect_rejected(craft_file({field}, {batch_with_offsets({0, 2, 9, 3}, "abcde")}),
@@ -278,9 +297,14 @@ TEST(ArrowCrafted, StringOffsetsAreChecked) {
 }
 
 TEST(ArrowCrafted, UnsupportedTypesAreRejected) {
-  const std::uint8_t kTags[] = {arrow::kTypeLargeUtf8, arrow::kTypeLargeBinary, arrow::kTypeDate,
-                                arrow::kTypeDecimal,   arrow::kTypeList,        arrow::kTypeNull,
-                                0,                     200};
+  const std::uint8_t kTags[] = {arrow::kTypeLargeUtf8,
+                                arrow::kTypeLargeBinary,
+                                arrow::kTypeDate,
+                                arrow::kTypeDecimal,
+                                arrow::kTypeList,
+                                arrow::kTypeNull,
+                                0,
+                                200};
   for (const std::uint8_t tag : kTags) {
     CraftField field;
     field.tag = tag;
@@ -308,7 +332,8 @@ TEST(ArrowMalformed, WrongMagicAndTooShort) {
 
 TEST(ArrowMalformed, HugeFooterLength) {
   const std::string file = write_arrow(testing::every_type_frame());
-  for (const std::int32_t length : {INT32_MAX, INT32_MIN, -1, 0, static_cast<std::int32_t>(file.size())}) {
+  for (const std::int32_t length :
+       {INT32_MAX, INT32_MIN, -1, 0, static_cast<std::int32_t>(file.size())}) {
     std::string bad = file;
     put<std::int32_t>(bad, bad.size() - 10, length);
     expect_rejected(bad, "footer length " + std::to_string(length));
