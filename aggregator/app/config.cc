@@ -118,11 +118,21 @@ const std::map<std::string, Flag>& flags() {
                                    [](Config& c, const std::string& v) {
                                      c.bookmark_interval = to_seconds("watch-bookmark-interval", v);
                                    }}},
-      {"store-history-revisions", {"revisions of history kept for watches before compaction "
-                                   "(default 10000)",
+      {"store-history-revisions", {"revisions of watch history kept before compaction "
+                                   "(default 10000; 0: only --store-history-duration counts)",
                                    [](Config& c, const std::string& v) {
                                      c.store_history_revisions = to_int("store-history-revisions", v);
                                    }}},
+      {"store-history-duration", {"watch history kept before compaction (default 5m; 0: only "
+                                  "--store-history-revisions counts)",
+                                  [](Config& c, const std::string& v) {
+                                    c.store_history_duration = to_seconds("store-history-duration", v);
+                                  }}},
+      {"store-compaction-interval", {"how often compaction runs (default 30s; 0: after every write)",
+                                     [](Config& c, const std::string& v) {
+                                       c.store_compaction_interval =
+                                           to_seconds("store-compaction-interval", v);
+                                     }}},
       {"grafana-version", {"Grafana version reported to plugins (GF_VERSION, user agent)",
                            [](Config& c, const std::string& v) { c.grafana_version = v; }}},
   };
@@ -209,8 +219,8 @@ Config parse_config(int argc, char** argv, bool& help) {
     throw ConfigError("both --port and --secure-port are disabled: nothing to serve");
   if (config.tls_cert_file.empty() != config.tls_private_key_file.empty())
     throw ConfigError("--tls-cert-file and --tls-private-key-file go together");
-  if (config.store_history_revisions < 1)
-    throw ConfigError("--store-history-revisions: must be at least 1");
+  if (config.store_history_revisions < 0)
+    throw ConfigError("--store-history-revisions: must not be negative");
   return config;
 }
 

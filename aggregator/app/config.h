@@ -38,7 +38,10 @@ struct Config {
   std::chrono::seconds shutdown_grace{10};
   std::chrono::seconds plugin_start_timeout{60};
   std::chrono::seconds bookmark_interval{60};
-  std::int64_t store_history_revisions = 10000;  // compaction keeps this many revisions
+  // Watch history kept before compaction: the union of both windows (0 disables a window).
+  std::int64_t store_history_revisions = 10000;
+  std::chrono::seconds store_history_duration{300};
+  std::chrono::seconds store_compaction_interval{30};  // 0 = after every commit
   std::string grafana_version = "12.0.0";
 };
 

@@ -22,7 +22,8 @@ def body(group, plugin="p"):
 class PythonClientTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.agg = Aggregator(args=["--store-history-revisions", "5"], with_plugins=False)
+        cls.agg = Aggregator(args=["--store-history-revisions", "5", "--store-history-duration", "0",
+                                   "--store-compaction-interval", "0"], with_plugins=False)
         cls.agg.start()
         cls.api = client.CustomObjectsApi(config.new_client_from_config(cls.agg.kubeconfig))
 

@@ -1,0 +1,269 @@
+#include "aggregator/app/app.h"
+
+#include "aggregator/app/config.h"
+#include "aggregator/app/front_router.h"
+#include "aggregator/app/health.h"
+#include "aggregator/app/instrumented_store.h"
+#include "aggregator/app/kubeconfig.h"
+#include "aggregator/controller/availability_controller.h"
+#include "aggregator/controller/registration_controller.h"
+#include "aggregator/dataplane/dispatcher.h"
+#include "aggregator/dataplane/proxy_handler.h"
+#include "aggregator/dataplane/resource_handler.h"
+#include "aggregator/dataplane/stream_handler.h"
+#include "aggregator/dataplane/stream_hub.h"
+#include "aggregator/http/client.h"
+#include "aggregator/dataplaneservice/rest_handler.h"
+#include "aggregator/delegate/delegate_proxy.h"
+#include "aggregator/http/server.h"
+#include "aggregator/http/tls.h"
+#include "aggregator/observability/log.h"
+#include "aggregator/observability/metrics.h"
+#include "aggregator/plugin/datasources.h"
+#include "aggregator/plugin/process_plugin_host.h"
+#include "aggregator/storage/sqlite_store.h"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+#include <csignal>
+#include <filesystem>
+#include <iostream>
+#include <thread>
+#include <vector>
+
+namespace dpa::app {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Refuses to start on configuration that cannot work, with a message naming the input.
+struct StartupError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+std::string server_url(const std::string& scheme, const std::string& bind, int port) {
+  std::string host = bind == "0.0.0.0" || bind == "::" || bind.empty() ? "127.0.0.1" : bind;
+  if (host.find(':') != std::string::npos) host = "[" + host + "]";
+  return scheme + "://" + host + ":" + std::to_string(port);
+}
+
+int serve(const Config& config) {
+  obs::Metrics metrics;
+  std::error_code ec;
+  fs::create_directories(config.data_dir, ec);
+  if (ec) throw StartupError("--data-dir " + config.data_dir + ": " + ec.message());
+
+  // Store: every write blocks on fsync, so writes run on `blocking`, never on an I/O thread.
+  storage::StoreOptions store_options;
+  store_options.retain_revisions = config.store_history_revisions;
+  store_options.retain_duration = config.store_history_duration;
+  store_options.compaction_interval = config.store_compaction_interval;
+  auto opened = storage::open_sqlite_store(config.data_dir, store_options);
+  if (!opened.ok()) throw StartupError(opened.error().message);
+  InstrumentedStore store(std::move(opened).value(), metrics);
+
+  const int threads = config.threads > 0 ? config.threads
+                                         : std::max(1u, std::thread::hardware_concurrency());
+  boost::asio::io_context io(threads);
+  boost::asio::thread_pool blocking(2);
+
+  dataplaneservice::RestOptions rest_options;
+  rest_options.max_body_bytes = config.max_body_bytes;
+  rest_options.bookmark_interval = config.bookmark_interval;
+  dataplaneservice::RestHandler api(store, blocking.get_executor(), rest_options);
+
+  // Plugins and datasources.
+  plugin::PluginHostOptions plugin_options;
+  for (const auto& dir : config.plugins_dirs) plugin_options.plugins_dirs.emplace_back(dir);
+  plugin_options.plugin_addresses = config.plugin_addresses;
+  plugin_options.start_timeout = config.plugin_start_timeout;
+  plugin_options.grafana_version = config.grafana_version;
+  plugin::ProcessPluginHost plugins(plugin_options);
+  plugins.on_status_change([&metrics](const std::string& id, plugin::PluginStatus status) {
+    metrics.set_plugin_up(id, status.state == plugin::PluginState::kRunning);
+  });
+
+  std::unique_ptr<plugin::DatasourceProvider> datasources;
+  if (!config.datasources.empty()) {
+    datasources = std::make_unique<plugin::DatasourceProvider>(config.datasources);
+    if (auto loaded = datasources->reload(); !loaded.ok()) {
+      throw StartupError("--datasources " + config.datasources + ": " + loaded.error().message);
+    }
+    datasources->start_watching();
+  }
+
+  dataplane::DataPlaneOptions dataplane_options;
+  dataplane_options.grafana_version = config.grafana_version;
+  dataplane_options.max_body_bytes = config.max_dataplane_body_bytes;
+  dataplane_options.query_timeout = config.request_timeout;
+  dataplane::DatasourceSnapshotFn snapshot = [provider = datasources.get()]() {
+    return provider ? provider->snapshot() : std::shared_ptr<const plugin::DatasourceSet>();
+  };
+  dataplane::DataPlane dataplane(dataplane::DataPlaneContext{plugins, snapshot, dataplane_options});
+  // The streaming endpoints: one RunStream per channel fanned out by the hub; resources and
+  // routes relayed chunk by chunk; the datasource proxy over a pooled HTTP client.
+  auto hub = dataplane::StreamHub::create(io.get_executor());
+  auto proxy_client = std::make_shared<http::HttpClient>(io, http::ClientOptions{});
+  auto resources = std::make_shared<dataplane::ResourceHandler>(dataplane.context());
+  auto streams = std::make_shared<dataplane::StreamHandler>(dataplane.context(), hub);
+  auto proxy = std::make_shared<dataplane::ProxyHandler>(dataplane.context(), proxy_client);
+  auto relay = [resources](std::shared_ptr<http::Exchange> ex, dataplane::RouteMatch match) {
+    resources->handle(std::move(ex), std::move(match));
+  };
+  dataplane.set_handler(dataplane::Endpoint::kResource, relay);
+  dataplane.set_handler(dataplane::Endpoint::kRoute, relay);
+  dataplane.set_handler(dataplane::Endpoint::kStream,
+                        [streams](std::shared_ptr<http::Exchange> ex, dataplane::RouteMatch match) {
+                          streams->handle(std::move(ex), std::move(match));
+                        });
+  dataplane.set_handler(dataplane::Endpoint::kDatasourceProxy,
+                        [proxy](std::shared_ptr<http::Exchange> ex, dataplane::RouteMatch match) {
+                          proxy->handle(std::move(ex), std::move(match));
+                        });
+  metrics.on_scrape([&] { metrics.stream_subscribers().Set(static_cast<double>(hub->stats().subscribers)); });
+
+  // Availability: plugin state and health -> status.conditions[Available]. The writer runs on the
+  // controller's own thread, so the blocking store write is fine there.
+  controller::AvailabilityController availability(
+      dataplane.context(), [&api, &metrics](const std::string& name, bool available,
+                                            const std::string& reason, const std::string& message) {
+        metrics.set_service_available(name, available);
+        auto written = api.set_available_condition(name, available, reason, message);
+        if (!written.ok() && written.error().code != 404) {
+          obs::warn("cannot write the Available condition",
+                    {{"dataplaneservice", name}, {"error", written.error().message}});
+        }
+      });
+  if (datasources) datasources->on_change([&availability](auto) { availability.resync(); });
+
+  // Registration: store watch -> route table (and the availability controller's service list).
+  controller::RegistrationController registration(store);
+  registration.on_table_change([&availability](std::shared_ptr<const dataplane::RouteTable> table) {
+    availability.set_services(std::move(table));
+  });
+  if (auto started = registration.start(); !started.ok()) throw StartupError(started.error().message);
+  metrics.on_scrape([&] { metrics.route_table_size().Set(static_cast<double>(registration.size())); });
+
+  delegate::DelegateOptions delegate_options;
+  delegate_options.url = config.delegate_url;
+  delegate_options.ca_file = config.delegate_ca_file;
+  delegate_options.client_cert_file = config.delegate_client_cert_file;
+  delegate_options.client_key_file = config.delegate_client_key_file;
+  delegate::DelegateProxy delegate(io, delegate_options);
+  if (!delegate.status().ok()) throw StartupError("--delegate-url: " + delegate.status().error().message);
+
+  HealthChecks health;
+  health.add_liveness("ping", [] { return std::string(); });
+  health.add_readiness("store", [&store] {
+    return store.current_revision() >= 0 ? std::string() : std::string("store unavailable");
+  });
+  health.add_readiness("poststarthook/dataplaneservice-registration-controller", [&registration] {
+    return registration.ready() ? std::string() : std::string("initial sync not finished");
+  });
+
+  FrontRouter router({health, metrics, api, registration, dataplane, delegate});
+
+  http::ServerOptions server_options;
+  server_options.bind_address = config.bind_address;
+  server_options.port = config.port;
+  server_options.secure_port = config.secure_port;
+  server_options.max_header_bytes = config.max_header_bytes;
+  server_options.header_timeout = config.header_timeout;
+  server_options.idle_timeout = config.idle_timeout;
+  server_options.max_connections = config.max_connections;
+  server_options.access_log = config.access_log;
+  std::string ca_for_kubeconfig;
+  if (config.secure_port >= 0) {
+    if (config.tls_cert_file.empty()) {
+      server_options.tls_cert_file = (fs::path(config.data_dir) / "apiserver.crt").string();
+      server_options.tls_key_file = (fs::path(config.data_dir) / "apiserver.key").string();
+      if (auto made = http::ensure_self_signed_certificate(server_options.tls_cert_file,
+                                                          server_options.tls_key_file);
+          !made.ok()) {
+        throw StartupError("self-signed certificate: " + made.error().message);
+      }
+      ca_for_kubeconfig = fs::absolute(server_options.tls_cert_file).string();
+    } else {
+      server_options.tls_cert_file = config.tls_cert_file;
+      server_options.tls_key_file = config.tls_private_key_file;
+    }
+  }
+  http::Server server(io, server_options,
+                      [&router](std::shared_ptr<http::Exchange> exchange) {
+                        router.handle(std::move(exchange));
+                      });
+  server.set_observer([&metrics](const http::RequestRecord& record) {
+    auto [verb, resource] = FrontRouter::classify(record.method, record.path, record.query);
+    metrics.observe_request(verb, resource, record.status,
+                            std::chrono::duration<double>(record.duration).count());
+  });
+  metrics.on_scrape([&] { metrics.open_connections().Set(static_cast<double>(server.open_connections())); });
+  if (auto started = server.start(); !started.ok()) throw StartupError(started.error().message);
+
+  plugins.start_all();
+  availability.start();
+
+  const std::string url = server.port() >= 0
+                              ? server_url("http", config.bind_address, server.port())
+                              : server_url("https", config.bind_address, server.secure_port());
+  const std::string kubeconfig = (fs::path(config.data_dir) / "aggregator.kubeconfig").string();
+  write_kubeconfig(kubeconfig, url, server.port() >= 0 ? std::string() : ca_for_kubeconfig);
+  obs::info("serving", {{"url", url},
+                        {"secure_port", server.secure_port()},
+                        {"kubeconfig", kubeconfig},
+                        {"threads", threads},
+                        {"delegate", config.delegate_url}});
+
+  // SIGTERM/SIGINT: stop accepting, finish in-flight requests, end watches and streams cleanly.
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& error, int signal_number) {
+    if (error) return;
+    obs::info("shutting down", {{"signal", signal_number}});
+    hub->stop_all();  // ends every subscriber's stream cleanly and cancels the RunStreams
+    server.shutdown(config.shutdown_grace, [&io] { io.stop(); });
+  });
+
+  std::vector<std::thread> pool;
+  for (int i = 1; i < threads; ++i) pool.emplace_back([&io] { io.run(); });
+  io.run();
+  for (auto& t : pool) t.join();
+
+  availability.stop();
+  registration.stop();
+  plugins.stop_all();
+  if (datasources) datasources->stop_watching();
+  blocking.join();
+  obs::info("stopped");
+  return 0;
+}
+
+}  // namespace
+
+int run(int argc, char** argv) {
+  // A client that disconnects mid-write must not kill the process.
+  std::signal(SIGPIPE, SIG_IGN);
+  Config config;
+  try {
+    bool help = false;
+    config = parse_config(argc, argv, help);
+    if (help) {
+      std::cout << usage();
+      return 0;
+    }
+  } catch (const ConfigError& e) {
+    std::cerr << "dataplane-aggregator: " << e.what() << "\n";
+    return 2;
+  }
+  obs::set_log_level(obs::parse_level(config.log_level));
+  try {
+    return serve(config);
+  } catch (const std::exception& e) {
+    obs::error("cannot start", {{"error", e.what()}});
+    return 1;
+  }
+}
+
+}  // namespace dpa::app
