@@ -120,8 +120,11 @@ void FrontRouter::serve_discovery(std::shared_ptr<http::Exchange> exchange) {
 
   auto respond = [exchange, aggregated, plugins](const json& delegate_doc, bool delegate_v2) {
     if (aggregated && (delegate_v2 || delegate_doc.is_null())) {
+      // Plugin groups serve no Kubernetes resources; client-go's aggregated discovery reports a
+      // version without resources as failed ("received empty response"), which makes every
+      // kubectl command print an error. They are listed in legacy discovery only.
       json doc = merge_discovery_list(dataplaneservice::RestHandler::aggregated_discovery_group(),
-                                      plugins, delegate_doc, *aggregated);
+                                      {}, delegate_doc, *aggregated);
       http::Response response = http::Response::json(200, doc.dump());
       response.headers = {{"Content-Type", aggregated_content_type(*aggregated)}, {"Vary", "Accept"}};
       return exchange->respond(std::move(response));
