@@ -725,7 +725,7 @@ void RestHandler::handle_watch(const std::shared_ptr<http::Exchange>& ex,
     if (auto listed = store_.list(opts)) {
       for (const auto& rec : listed->items) {
         auto obj = object_from_record(rec);
-        if (obj && rec.mod_revision <= start && session->matches(*obj)) {
+        if (obj && rec.create_revision <= start && session->matches(*obj)) {
           visible.insert(name_of(*obj));
         }
       }
