@@ -41,7 +41,14 @@ class LifecycleTest(unittest.TestCase):
         with Aggregator(with_plugins=False) as agg:
             agg.request("GET", "/apis")
             agg.request("GET", "/apis/aggregation.grafana.app/v0alpha1/dataplaneservices")
-            status, headers, body = agg.request("GET", "/metrics")
+            # A request is recorded once its response is written, which may be just after the
+            # client has read it: poll briefly.
+            deadline = time.time() + 5
+            while True:
+                status, headers, body = agg.request("GET", "/metrics")
+                if b'verb="list"' in body or time.time() > deadline:
+                    break
+                time.sleep(0.05)
             self.assertEqual(status, 200)
             self.assertTrue(headers["content-type"].startswith("text/plain"))
             text = body.decode()
