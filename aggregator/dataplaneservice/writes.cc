@@ -248,7 +248,7 @@ api::Expected<WriteResult> RestHandler::commit_update(const storage::Record& cur
     if (apply && cm.contains("managedFields")) {
       meta_of(merged)["managedFields"] = cm["managedFields"];
     }
-    candidate = std::move(merged);
+    candidate = std::move(merged);  // `cm` dangles from here on
   } else if (current.contains("status")) {
     // The main resource ignores status changes (Grafana's strategy, kube's convention).
     candidate["status"] = current["status"];
@@ -279,7 +279,7 @@ api::Expected<WriteResult> RestHandler::commit_update(const storage::Record& cur
     return WriteResult{200, current, std::move(warnings)};
   }
   meta_of(candidate)["resourceVersion"] = std::to_string(current_record.mod_revision);
-  if (cm.contains("deletionTimestamp") && !has_finalizers(candidate)) {
+  if (meta_of(candidate).contains("deletionTimestamp") && !has_finalizers(candidate)) {
     // The last finalizer is gone: the pending delete completes now.
     if (req.dry_run) return WriteResult{200, candidate, std::move(warnings)};
     auto removed = store_.remove(key_of(name), current_record.mod_revision);
