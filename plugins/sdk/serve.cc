@@ -416,7 +416,8 @@ int serve(const ServeOptions& options) {
   std::string address;
   std::string socket_path;
   int tcp_port = 0;
-  if (options.use_tcp) {
+  const bool use_tcp = options.use_tcp || env_is("DPA_PLUGIN_NETWORK", "tcp");
+  if (use_tcp) {
     network = "tcp";
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &tcp_port);
   } else {
@@ -427,14 +428,14 @@ int serve(const ServeOptions& options) {
   }
 
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr || (options.use_tcp && tcp_port == 0)) {
+  if (server == nullptr || (use_tcp && tcp_port == 0)) {
     log_error("cannot start gRPC server",
-              {{"network", network}, {"address", options.use_tcp ? "127.0.0.1:0" : socket_path}});
+              {{"network", network}, {"address", use_tcp ? "127.0.0.1:0" : socket_path}});
     latch.request("start failure");
     signal_thread.join();
     return 1;
   }
-  address = options.use_tcp ? "127.0.0.1:" + std::to_string(tcp_port) : socket_path;
+  address = use_tcp ? "127.0.0.1:" + std::to_string(tcp_port) : socket_path;
   // go-plugin's ping checks exactly this service name.
   server->GetHealthCheckService()->SetServingStatus("plugin", true);
 

@@ -26,7 +26,9 @@ struct ServeOptions {
   AdmissionHandler* admission = nullptr;
   ConversionHandler* conversion = nullptr;
 
-  // Listen on TCP 127.0.0.1 (a free port) instead of a Unix socket in the temp directory.
+  // Listen on TCP 127.0.0.1 (a free port) instead of a Unix socket in the temp directory. The
+  // environment variable DPA_PLUGIN_NETWORK=tcp asks for the same (for hosts and tests that want
+  // a TCP handshake from an unmodified binary).
   bool use_tcp = false;
   int max_receive_bytes = kDefaultMaxReceiveBytes;
   // How long calls in flight (e.g. RunStream) get to finish after Shutdown before being cancelled.

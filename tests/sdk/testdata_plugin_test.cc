@@ -531,5 +531,22 @@ TEST(TestdataPluginStart, UsesPluginUnixSocketDir) {
   EXPECT_EQ(::rmdir(dir.c_str()), 0) << "socket left behind in " << dir;
 }
 
+TEST(TestdataPluginStart, TcpHandshakeWhenAsked) {
+  PluginProcess::Options options;
+  options.extra_env = {"DPA_PLUGIN_NETWORK=tcp"};
+  auto plugin = PluginProcess::start(TESTDATA_BINARY, options);
+  ASSERT_FALSE(plugin->handshake().empty()) << plugin->stderr_text();
+  EXPECT_EQ(plugin->network(), "tcp");
+  EXPECT_EQ(plugin->address().rfind("127.0.0.1:", 0), 0u) << plugin->address();
+  auto health = grpc::health::v1::Health::NewStub(plugin->channel());
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service("plugin");
+  grpc::health::v1::HealthCheckResponse response;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(in(5s));
+  ASSERT_TRUE(health->Check(&ctx, request, &response).ok());
+  EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+}
+
 }  // namespace
 }  // namespace dpa::sdk::testing
