@@ -373,6 +373,9 @@ class FakePluginHost : public plugin::PluginHost {
 class FakeExchange : public http::Exchange,
                      public std::enable_shared_from_this<FakeExchange> {
  public:
+  // Handlers park callbacks (holding timers bound to pool_) in on_close_; they must go before
+  // pool_, which is declared last and would otherwise be destroyed first.
+  ~FakeExchange() override { on_close_ = nullptr; }
   FakeExchange(boost::beast::http::verb method, std::string target, std::string body = {},
                std::vector<std::pair<std::string, std::string>> headers = {})
       : body_(std::move(body)) {

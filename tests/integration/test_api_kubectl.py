@@ -72,7 +72,8 @@ class KubectlTest(unittest.TestCase):
 
         r = k("apply", "--server-side", "--force-conflicts", "-f", example("datasource.yml"))
         self.assertIn("serverside-applied", r.stdout)
-        obj = json.loads(k("get", "dataplaneservice", NAME, "-o", "json").stdout)
+        obj = json.loads(k("get", "dataplaneservice", NAME, "-o", "json",
+                           "--show-managed-fields").stdout)
         self.assertEqual(len(obj["spec"]["services"]), 8)
         self.assertIn("kubectl", [m["manager"] for m in obj["metadata"]["managedFields"]])
 
