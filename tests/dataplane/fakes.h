@@ -373,9 +373,6 @@ class FakePluginHost : public plugin::PluginHost {
 class FakeExchange : public http::Exchange,
                      public std::enable_shared_from_this<FakeExchange> {
  public:
-  // Handlers park callbacks (holding timers bound to pool_) in on_close_; they must go before
-  // pool_, which is declared last and would otherwise be destroyed first.
-  ~FakeExchange() override { on_close_ = nullptr; }
   FakeExchange(boost::beast::http::verb method, std::string target, std::string body = {},
                std::vector<std::pair<std::string, std::string>> headers = {})
       : body_(std::move(body)) {
@@ -387,7 +384,12 @@ class FakeExchange : public http::Exchange,
     path_ = target.substr(0, q);
     if (q != std::string::npos) query_ = target.substr(q + 1);
   }
-  ~FakeExchange() override { pool_.join(); }
+  // Handlers park callbacks (holding timers bound to pool_) in on_close_: drop them while pool_,
+  // declared last and so destroyed first, still exists.
+  ~FakeExchange() override {
+    on_close_ = nullptr;
+    pool_.join();
+  }
 
   // --- request ---
   const http::Header& header() const override { return header_; }

@@ -93,7 +93,7 @@ class KubectlTest(unittest.TestCase):
         # get -w sees MODIFIED and DELETED while another kubectl changes the object.
         env = dict(os.environ, HOME=self.agg.home, KUBECONFIG=self.agg.kubeconfig)
         watcher = subprocess.Popen(["kubectl", "get", "dataplaneservices", "-w",
-                                    "--output-watch-events", "-o", "name"],
+                                    "--output-watch-events", "-o", "json"],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         try:
             time.sleep(1.5)
