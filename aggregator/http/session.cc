@@ -175,7 +175,7 @@ class ServerExchange final : public Exchange,
     return find_query_param(query_, name, raw);
   }
   std::string remote_address() const override { return remote_; }
-  bool is_tls() const override { return session_->is_tls(); }
+  bool is_tls() const override { return Session<Stream>::kTls; }
   const std::string& request_id() const override {
     if (request_id_.empty()) {
       auto it = parser_.get().find("X-Request-Id");
@@ -431,8 +431,9 @@ class Session final : public SessionControl, public std::enable_shared_from_this
     current_.reset();
     if (closed_) return;
     if (shutting_down_) return do_close();
-    pending_ = std::make_shared<ServerExchange<Stream>>(this->shared_from_this(),
-                                                        state_->options.max_header_bytes);
+    // The exchange gets its session pointer only when a handler receives it: a connection
+    // waiting for a request holds no reference cycle (nothing leaks if the io_context dies).
+    pending_ = std::make_shared<ServerExchange<Stream>>(nullptr, state_->options.max_header_bytes);
     pending_->executor_ = stream_.get_executor();
     header_deadline_set_ = false;
     if (buffer_.size() > 0) {
@@ -517,6 +518,7 @@ class Session final : public SessionControl, public std::enable_shared_from_this
     phase_ = Phase::kHandling;
     current_ = std::move(pending_);
     ExchangePtr ex = current_;
+    ex->session_ = this->shared_from_this();
     ex->start_ = std::chrono::steady_clock::now();
     ex->remote_ = remote_;
     auto& req = ex->parser_.get();
@@ -744,8 +746,7 @@ class Session final : public SessionControl, public std::enable_shared_from_this
     if (read_in_flight_) {
       // The disconnect watch is still pending; it now waits for the next request.
       current_.reset();
-      pending_ = std::make_shared<ServerExchange<Stream>>(this->shared_from_this(),
-                                                          state_->options.max_header_bytes);
+      pending_ = std::make_shared<ServerExchange<Stream>>(nullptr, state_->options.max_header_bytes);
       pending_->executor_ = stream_.get_executor();
       header_deadline_set_ = false;
       set_deadline(state_->idle_timeout);

@@ -50,7 +50,7 @@ struct ProxySetup {
     });
   }
   DelegateProxy proxy;
-  std::unique_ptr<http::Server> server;
+  http::testing::ServerPtr server;
 };
 
 std::string url(int port, const char* scheme = "http") {

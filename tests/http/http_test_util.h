@@ -16,6 +16,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <future>
 #include <memory>
 #include <string>
 #include <thread>
@@ -48,11 +49,25 @@ class IoThreads {
   std::vector<std::thread> threads_;
 };
 
-inline std::unique_ptr<Server> start_server(net::io_context& io, ServerOptions options,
-                                            Handler handler) {
+// Shuts the server down (closing its connections) before destroying it, as the aggregator does:
+// a server destroyed with live connections leaves them to the io_context's destruction.
+inline void stop_server(Server& server) {
+  std::promise<void> done;
+  server.shutdown(std::chrono::seconds(0), [&done] { done.set_value(); });
+  done.get_future().wait_for(std::chrono::seconds(3));
+}
+struct ServerStopper {
+  void operator()(Server* server) const {
+    stop_server(*server);
+    delete server;
+  }
+};
+using ServerPtr = std::unique_ptr<Server, ServerStopper>;
+
+inline ServerPtr start_server(net::io_context& io, ServerOptions options, Handler handler) {
   if (options.port < 0 && options.secure_port < 0) options.port = 0;
   options.access_log = false;
-  auto server = std::make_unique<Server>(io, std::move(options), std::move(handler));
+  ServerPtr server(new Server(io, std::move(options), std::move(handler)));
   auto started = server->start();
   EXPECT_TRUE(started.ok()) << (started.ok() ? "" : started.error().message);
   return server;
