@@ -384,12 +384,7 @@ class FakeExchange : public http::Exchange,
     path_ = target.substr(0, q);
     if (q != std::string::npos) query_ = target.substr(q + 1);
   }
-  // Handlers park callbacks (holding timers bound to pool_) in on_close_: drop them while pool_,
-  // declared last and so destroyed first, still exists.
-  ~FakeExchange() override {
-    on_close_ = nullptr;
-    pool_.join();
-  }
+  ~FakeExchange() override = default;
 
   // --- request ---
   const http::Header& header() const override { return header_; }
@@ -412,12 +407,12 @@ class FakeExchange : public http::Exchange,
         body_.size() > limit ? api::Expected<std::string>(api::ApiError::too_large(
                                    "request body too large"))
                              : api::Expected<std::string>(body_);
-    boost::asio::post(pool_, [done = std::move(done), result = std::move(result)]() mutable {
+    boost::asio::post(callback_pool(), [done = std::move(done), result = std::move(result)]() mutable {
       done(std::move(result));
     });
   }
   void read_body_some(std::function<void(bool, std::string, bool)> done) override {
-    boost::asio::post(pool_, [done = std::move(done), b = body_] { done(true, b, true); });
+    boost::asio::post(callback_pool(), [done = std::move(done), b = body_] { done(true, b, true); });
   }
 
   // --- response ---
@@ -442,7 +437,7 @@ class FakeExchange : public http::Exchange,
       if (ok) chunks_.push_back(std::move(chunk));
     }
     cv_.notify_all();
-    if (done) boost::asio::post(pool_, [done = std::move(done), ok] { done(ok); });
+    if (done) boost::asio::post(callback_pool(), [done = std::move(done), ok] { done(ok); });
   }
   std::size_t pending_bytes() const override { return pending_bytes_; }
   void finish() override {
@@ -463,9 +458,9 @@ class FakeExchange : public http::Exchange,
   }
   void upgrade(http::ResponseHead, std::function<void(std::unique_ptr<http::ByteStream>)> done)
       override {
-    boost::asio::post(pool_, [done = std::move(done)] { done(nullptr); });
+    boost::asio::post(callback_pool(), [done = std::move(done)] { done(nullptr); });
   }
-  boost::asio::any_io_executor executor() override { return pool_.get_executor(); }
+  boost::asio::any_io_executor executor() override { return callback_pool().get_executor(); }
 
   // --- test side ---
   // Simulates the client going away.
@@ -476,7 +471,7 @@ class FakeExchange : public http::Exchange,
       closed_ = true;
       cb = std::move(on_close_);
     }
-    if (cb) boost::asio::post(pool_, std::move(cb));
+    if (cb) boost::asio::post(callback_pool(), std::move(cb));
   }
   void set_pending_bytes(std::size_t n) { pending_bytes_ = n; }
   bool wait(std::chrono::milliseconds limit = std::chrono::milliseconds(5000)) {
@@ -560,7 +555,13 @@ class FakeExchange : public http::Exchange,
   bool complete_ = false, finished_ = false, closed_ = false;
   int responses_ = 0;
   std::atomic<std::size_t> pending_bytes_{0};
-  boost::asio::thread_pool pool_{1};
+  // One process-wide callback thread for every fake exchange: an exchange must not own the
+  // executor its own callbacks run on, or its last reference, dropped on that thread, would
+  // destroy the pool underneath the running callback.
+  static boost::asio::thread_pool& callback_pool() {
+    static boost::asio::thread_pool pool{1};
+    return pool;
+  }
 };
 
 inline std::shared_ptr<FakeExchange> make_exchange(
