@@ -13,4 +13,5 @@ ninja -C build
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:detect_stack_use_after_return=0"
 export LSAN_OPTIONS="suppressions=$PWD/tests/sanitizers/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
-ctest --test-dir build --output-on-failure --timeout 900 -j2 "$@"
+# Timing-sensitive tests on a loaded 2-core machine get one retry; a real failure fails twice.
+ctest --test-dir build --output-on-failure --timeout 900 -j2 --repeat until-pass:2 "$@"
