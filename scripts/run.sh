@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/install-deps.sh
-cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >/dev/null
+cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF -DDPA_WERROR=OFF >/dev/null
 ninja -C build-release dataplane-aggregator plugins
 exec build-release/aggregator/dataplane-aggregator \
   --plugins-dir build-release/plugins-dist \

@@ -23,6 +23,7 @@
 #include "aggregator/plugin/process_plugin_host.h"
 #include "aggregator/storage/sqlite_store.h"
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -67,7 +68,12 @@ int serve(const Config& config) {
 
   const int threads = config.threads > 0 ? config.threads
                                          : std::max(1u, std::thread::hardware_concurrency());
-  boost::asio::io_context io(threads);
+  // One io_context per I/O thread: `io` (this thread) runs the controllers, timers and clients;
+  // connections are spread over it and the others, so each connection stays on one thread and no
+  // scheduler is shared (a shared multi-threaded scheduler costs a lock and a wake-up per handler).
+  boost::asio::io_context io(1);
+  std::vector<std::unique_ptr<boost::asio::io_context>> io_workers;
+  for (int i = 1; i < threads; ++i) io_workers.push_back(std::make_unique<boost::asio::io_context>(1));
   boost::asio::thread_pool blocking(2);
 
   dataplaneservice::RestOptions rest_options;
@@ -195,6 +201,9 @@ int serve(const Config& config) {
                       [&router](std::shared_ptr<http::Exchange> exchange) {
                         router.handle(std::move(exchange));
                       });
+  std::vector<boost::asio::io_context*> session_contexts{&io};
+  for (auto& worker : io_workers) session_contexts.push_back(worker.get());
+  server.set_session_contexts(std::move(session_contexts));
   server.set_observer([&metrics](const http::RequestRecord& record) {
     auto [verb, resource] = FrontRouter::classify(record.method, record.path, record.query);
     metrics.observe_request(verb, resource, record.status,
@@ -227,8 +236,15 @@ int serve(const Config& config) {
   });
 
   std::vector<std::thread> pool;
-  for (int i = 1; i < threads; ++i) pool.emplace_back([&io] { io.run(); });
+  std::vector<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> keep_running;
+  for (auto& worker : io_workers) {
+    keep_running.push_back(boost::asio::make_work_guard(*worker));
+    pool.emplace_back([context = worker.get()] { context->run(); });
+  }
   io.run();
+  // The server has drained (or the grace period ended): the workers have nothing left to finish.
+  keep_running.clear();
+  for (auto& worker : io_workers) worker->stop();
   for (auto& t : pool) t.join();
 
   availability.stop();

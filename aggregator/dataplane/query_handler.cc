@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <map>
 
 namespace dpa::dataplane {
@@ -179,7 +180,7 @@ api::Expected<ParsedQueryRequest> parse_query_request(std::string_view body, int
     if (!ref_id.empty()) query_json["refId"] = ref_id;
     if (auto it = q.find("resultAssertions"); it != q.end() && !it->is_null()) {
       if (!it->is_object()) return field_error(index, "resultAssertions", "an object");
-      query_json["resultAssertions"] = ojson::parse(it->dump());
+      query_json["resultAssertions"] = ojson(*it);
     }
 
     std::optional<DatasourceRef> ds;
@@ -219,7 +220,7 @@ api::Expected<ParsedQueryRequest> parse_query_request(std::string_view body, int
     if (auto it = q.find("intervalMs"); it != q.end() && !it->is_null()) {
       if (!it->is_number()) return field_error(index, "intervalMs", "a number");
       interval_ms = it->get<double>();
-      if (interval_ms > 0) query_json["intervalMs"] = ojson::parse(it->dump());
+      if (interval_ms > 0) query_json["intervalMs"] = ojson(*it);
     }
     if (auto it = q.find("hide"); it != q.end() && !it->is_null()) {
       if (!it->is_boolean()) return field_error(index, "hide", "a boolean");
@@ -245,7 +246,7 @@ api::Expected<ParsedQueryRequest> parse_query_request(std::string_view body, int
                        [&](const char* k) { return it.key() == k; }) != std::end(kTyped)) {
         continue;
       }
-      query_json[it.key()] = ojson::parse(it.value().dump());
+      query_json[it.key()] = ojson(it.value());
     }
 
     dq.set_refid(ref_id);
@@ -329,57 +330,78 @@ void append_go_string(std::string& out, std::string_view s) {
 }
 
 std::string indent_json(std::string_view in) {
+  // Hot path (every query response): strings and scalars are copied as whole runs, and the
+  // output grows through a raw cursor instead of one push_back per byte.
   std::string out;
-  out.reserve(in.size() + in.size() / 2);
-  int depth = 0;
-  bool in_string = false;
-  auto newline = [&](int d) {
-    out.push_back('\n');
-    out.append(static_cast<std::size_t>(d) * 2, ' ');
+  out.resize(in.size() + in.size() / 2 + 64);
+  std::size_t at = 0;
+  auto reserve = [&](std::size_t extra) {
+    if (at + extra > out.size()) out.resize(std::max(out.size() * 2, at + extra));
   };
-  for (std::size_t i = 0; i < in.size(); ++i) {
+  auto put = [&](const char* data, std::size_t n) {
+    reserve(n);
+    std::memcpy(out.data() + at, data, n);
+    at += n;
+  };
+  int depth = 0;
+  auto newline = [&](int d) {
+    const auto spaces = static_cast<std::size_t>(std::max(d, 0)) * 2;
+    reserve(spaces + 1);
+    out[at++] = '\n';
+    std::memset(out.data() + at, ' ', spaces);
+    at += spaces;
+  };
+  const std::size_t size = in.size();
+  std::size_t i = 0;
+  while (i < size) {
     const char c = in[i];
-    if (in_string) {
-      out.push_back(c);
-      if (c == '\\' && i + 1 < in.size()) {
-        out.push_back(in[++i]);
-      } else if (c == '"') {
-        in_string = false;
-      }
-      continue;
-    }
     switch (c) {
-      case '"':
-        in_string = true;
-        out.push_back(c);
-        break;
+      case '"': {  // a whole string, escapes included
+        std::size_t j = i + 1;
+        while (j < size && in[j] != '"') j += in[j] == '\\' ? 2 : 1;
+        j = std::min(j + 1, size);
+        put(in.data() + i, j - i);
+        i = j;
+        continue;
+      }
       case '{':
       case '[':
-        out.push_back(c);
-        if (i + 1 < in.size() && (in[i + 1] == '}' || in[i + 1] == ']')) {
-          out.push_back(in[++i]);  // Go's Indent keeps empty {} and [] on one line
-        } else {
-          newline(++depth);
+        if (i + 1 < size && (in[i + 1] == '}' || in[i + 1] == ']')) {
+          put(in.data() + i, 2);  // Go's Indent keeps empty {} and [] on one line
+          i += 2;
+          continue;
         }
+        put(&c, 1);
+        newline(++depth);
         break;
       case '}':
       case ']':
         newline(--depth);
-        out.push_back(c);
+        put(&c, 1);
         break;
       case ',':
-        out.push_back(c);
+        put(&c, 1);
         newline(depth);
         break;
       case ':':
-        out += ": ";
+        put(": ", 2);
         break;
       case ' ': case '\t': case '\r': case '\n':
         break;
-      default:
-        out.push_back(c);
+      default: {  // a number, true, false or null: up to the next delimiter
+        std::size_t j = i + 1;
+        while (j < size && in[j] != ',' && in[j] != '}' && in[j] != ']' && in[j] != ' ' &&
+               in[j] != '\n' && in[j] != '\t' && in[j] != '\r' && in[j] != ':') {
+          ++j;
+        }
+        put(in.data() + i, j - i);
+        i = j;
+        continue;
+      }
     }
+    ++i;
   }
+  out.resize(at);
   return out;
 }
 

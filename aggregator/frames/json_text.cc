@@ -44,10 +44,13 @@ void append_go_float(std::string& out, std::string_view sci, bool exponent_form)
     pos = 1;
   }
   const std::size_t e = sci.find('e', pos);
-  std::string digits;
-  for (std::size_t i = pos; i < e && i < sci.size(); ++i) {
-    if (sci[i] != '.') digits.push_back(sci[i]);
+  // to_chars' shortest form has at most 17 significant digits.
+  char digit_buf[32];
+  std::size_t digit_count = 0;
+  for (std::size_t i = pos; i < e && i < sci.size() && digit_count < sizeof digit_buf; ++i) {
+    if (sci[i] != '.') digit_buf[digit_count++] = sci[i];
   }
+  const std::string_view digits(digit_buf, digit_count);
   int exponent = 0;
   bool negative_exponent = false;
   if (e != std::string_view::npos) {
@@ -60,7 +63,7 @@ void append_go_float(std::string& out, std::string_view sci, bool exponent_form)
     out.push_back(digits[0]);
     if (digits.size() > 1) {
       out.push_back('.');
-      out.append(digits, 1);
+      out.append(digits.substr(1));
     }
     out.push_back('e');
     out.push_back(exponent < 0 ? '-' : '+');
@@ -79,9 +82,9 @@ void append_go_float(std::string& out, std::string_view sci, bool exponent_form)
     out.append(digits);
     out.append(static_cast<std::size_t>(point - n), '0');
   } else {
-    out.append(digits, 0, static_cast<std::size_t>(point));
+    out.append(digits.substr(0, static_cast<std::size_t>(point)));
     out.push_back('.');
-    out.append(digits, static_cast<std::size_t>(point));
+    out.append(digits.substr(static_cast<std::size_t>(point)));
   }
 }
 

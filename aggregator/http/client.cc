@@ -1,8 +1,9 @@
 // The call chain reads top to bottom:
 //   start -> (pooled connection | resolve -> connect -> handshake) -> send_request -> on_sent
 //   do_read -> on_read -> parse_head -> deliver head -> read_body_some ... -> release to pool
-// Sockets are created on the io_context; every operation is bound to the caller's executor so a
-// pooled connection can serve calls from any strand, one at a time.
+// Sockets are created on the caller's io_context and pooled per context; every operation is bound
+// to the caller's executor, so a pooled connection can serve calls from any strand of that
+// context, one at a time.
 #include "aggregator/http/client.h"
 
 #include "aggregator/http/tls.h"
@@ -291,7 +292,10 @@ class Call final : public ClientCall, public std::enable_shared_from_this<Call> 
         request_(std::move(request)),
         executor_(std::move(executor)),
         timer_(executor_) {
-    key_ = endpoint_.key();
+    // Connections live on the caller's io_context and are pooled per context: with one context
+    // per I/O thread, a proxied request and its upstream connection then share one thread.
+    auto& context = net::query(executor_, net::execution::context);
+    key_ = endpoint_.key() + "@" + std::to_string(reinterpret_cast<std::uintptr_t>(&context));
   }
 
   void start() {
@@ -312,9 +316,9 @@ class Call final : public ClientCall, public std::enable_shared_from_this<Call> 
     reused_ = false;
     conn_ = std::make_unique<Connection>();
     if (endpoint_.tls()) {
-      conn_->tls = std::make_unique<ssl::stream<tcp::socket>>(client_->io, *client_->tls);
+      conn_->tls = std::make_unique<ssl::stream<tcp::socket>>(executor_, *client_->tls);
     } else {
-      conn_->plain = std::make_unique<tcp::socket>(client_->io);
+      conn_->plain = std::make_unique<tcp::socket>(executor_);
     }
     connect_deadline_ = true;
     arm_timer(client_->options.connect_timeout, true);

@@ -34,7 +34,7 @@ api::Expected<std::unique_ptr<tcp::acceptor>> listen_on(net::io_context& io,
 
 void do_accept(std::shared_ptr<ServerState> state, tcp::acceptor* acceptor, bool tls) {
   acceptor->async_accept(
-      net::make_strand(state->io),
+      net::make_strand(state->context_for_next_session()),
       [state, acceptor, tls](error_code ec, tcp::socket socket) mutable {
         if (ec == net::error::operation_aborted || !acceptor->is_open()) return;
         if (ec) {
@@ -74,6 +74,10 @@ Server::~Server() {
       a->close(ignored);
     });
   }
+}
+
+void Server::set_session_contexts(std::vector<net::io_context*> contexts) {
+  state_->session_contexts = std::move(contexts);
 }
 
 void Server::set_observer(std::function<void(const RequestRecord&)> observer) {

@@ -1,4 +1,4 @@
-// The HTTP/1.1 server: plain and TLS listeners on one io_context, one session per connection
+// The HTTP/1.1 server: plain and TLS listeners, one session per connection
 // (session.cc), each on its own strand. Handlers receive an Exchange; every protocol error the
 // server itself answers (400, 431, 413, 503 over max_connections) is a Kubernetes Status.
 #pragma once
@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace dpa::http {
 
@@ -50,6 +51,10 @@ class Server {
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
+
+  // Spreads connections over these io_contexts (each run by its own thread) instead of placing
+  // them all on the server's; call before start(). The contexts must outlive the server.
+  void set_session_contexts(std::vector<boost::asio::io_context*> contexts);
 
   // Called on a session strand at the end of every request; keep it cheap and thread-safe.
   void set_observer(std::function<void(const RequestRecord&)> observer);

@@ -1063,6 +1063,12 @@ ServerState::ServerState(net::io_context& io_context, ServerOptions opts, Handle
                      : std::chrono::duration_cast<std::chrono::milliseconds>(options.idle_timeout);
 }
 
+net::io_context& ServerState::context_for_next_session() {
+  if (session_contexts.empty()) return io;
+  return *session_contexts[next_context.fetch_add(1, std::memory_order_relaxed) %
+                           session_contexts.size()];
+}
+
 ServerState::Registry::iterator ServerState::add_session(std::weak_ptr<SessionControl> session) {
   std::lock_guard<std::mutex> lock(mu);
   sessions.push_front(std::move(session));

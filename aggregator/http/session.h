@@ -13,6 +13,7 @@
 #include <list>
 #include <memory>
 #include <mutex>
+#include <vector>
 
 namespace dpa::http {
 
@@ -28,6 +29,11 @@ struct ServerState {
   ServerState(boost::asio::io_context& io, ServerOptions options, Handler handler);
 
   boost::asio::io_context& io;
+  // Where new connections live, round-robin (empty = `io`): one io_context per I/O thread, so a
+  // connection's work never crosses threads or contends on a shared scheduler.
+  std::vector<boost::asio::io_context*> session_contexts;
+  std::atomic<std::size_t> next_context{0};
+  boost::asio::io_context& context_for_next_session();
   const ServerOptions options;
   const Handler handler;
   std::function<void(const RequestRecord&)> observer;  // set before start()

@@ -2,16 +2,16 @@
 # Delegate pass-through benchmark: our proxy vs a tuned nginx, side by side, same upstream, same
 # wrk settings. Builds nothing itself.
 #
-#   bench/delegate/run.sh [PROXY_BIN [UPSTREAM_BIN]]
+#   bench/delegate/run.sh [AGGREGATOR_BIN [UPSTREAM_BIN]]
 #
-# PROXY_BIN defaults to build-release/bench/delegate/dpa_bench_proxy (switch it to
-# `dataplane-aggregator` by setting PROXY_CMD, e.g.
-#   PROXY_CMD='build-release/aggregator/dataplane-aggregator --port {PORT} --delegate-url {UPSTREAM}'
-# where {PORT} and {UPSTREAM} are substituted). UPSTREAM_BIN defaults to
-# build-release/bench/delegate/dpa_bench_upstream.
+# Build first: ninja -C build-release dataplane-aggregator dpa_bench_upstream
+# AGGREGATOR_BIN defaults to build-release/aggregator/dataplane-aggregator, run as the product
+# runs (`--delegate-url`, every request through the front router, metrics on, access log at
+# --log-level error). PROXY_CMD replaces it with any command, {PORT} and {UPSTREAM} substituted.
+# UPSTREAM_BIN defaults to build-release/bench/delegate/dpa_bench_upstream.
 #
 # Pinning (2-core machine): wrk and the upstream share CPU ${LOAD_CPU:-1}; the proxy under test
-# (ours with one io_context run by 2 threads, nginx with worker_processes 2) is not pinned, so it
+# (ours with PROXY_THREADS I/O threads, nginx with worker_processes = cores) is not pinned, so it
 # gets CPU 0 to itself plus whatever the load generator leaves of CPU 1. Both proxies get exactly
 # the same treatment. Environment knobs: DURATION (10s), CONNECTIONS (64), WRK_THREADS (1),
 # ROUNDS (2, alternating ours/nginx), PROXY_THREADS (nproc), README (bench/README.md; "-" = don't
@@ -19,7 +19,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-PROXY_BIN="${1:-$ROOT/build-release/bench/delegate/dpa_bench_proxy}"
+PROXY_BIN="${1:-$ROOT/build-release/aggregator/dataplane-aggregator}"
 UPSTREAM_BIN="${2:-$ROOT/build-release/bench/delegate/dpa_bench_upstream}"
 DURATION="${DURATION:-10s}"
 CONNECTIONS="${CONNECTIONS:-64}"
@@ -98,7 +98,9 @@ start_ours() {
     cmd="${cmd//\{UPSTREAM\}/http://127.0.0.1:$UPSTREAM_PORT}"
     bash -c "exec $cmd" >"$WORK/ours.log" 2>&1 &
   else
-    "$PROXY_BIN" --port "$OURS_PORT" --threads "$PROXY_THREADS" \
+    rm -rf "$WORK/aggregator-data"
+    "$PROXY_BIN" --port "$OURS_PORT" --threads "$PROXY_THREADS" --log-level error \
+      --data-dir "$WORK/aggregator-data" \
       --delegate-url "http://127.0.0.1:$UPSTREAM_PORT" >"$WORK/ours.log" 2>&1 &
   fi
   OURS_PID=$!
@@ -169,7 +171,7 @@ p99_ratio="$(awk -v a="$ours_p99" -v b="$nginx_p99" 'BEGIN { printf "%.2f", a / 
 table="$(cat <<EOF
 | proxy | req/s | p50 (ms) | p99 (ms) |
 |---|---:|---:|---:|
-| dataplane-aggregator delegate (\`$(basename "${PROXY_CMD:-$PROXY_BIN}" | cut -d' ' -f1)\`, $PROXY_THREADS threads) | $ours_rps | $ours_p50 | $ours_p99 |
+| dataplane-aggregator \`--delegate-url\` (\`$(basename "$(echo "${PROXY_CMD:-$PROXY_BIN}" | cut -d' ' -f1)")\`, $PROXY_THREADS I/O threads) | $ours_rps | $ours_p50 | $ours_p99 |
 | nginx $(nginx -v 2>&1 | sed 's|.*nginx/||') (worker_processes $(nproc), upstream keepalive) | $nginx_rps | $nginx_p50 | $nginx_p99 |
 | **ratio ours/nginx** | **${ratio}x** | | ${p99_ratio}x |
 EOF

@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -58,12 +59,34 @@ nlohmann::json to_json(const Stats& s) {
           {"mean_us", s.mean_us}, {"throughput_rps", s.throughput_rps}, {"errors", s.errors}};
 }
 
-Stats run_http(const std::string& host, const std::string& port, int warmup, int n) {
-  boost::asio::io_context io;
-  tcp::resolver resolver(io);
-  beast::tcp_stream stream(io);
-  stream.connect(resolver.resolve(host, port));
-  stream.socket().set_option(tcp::no_delay(true));
+// One measurement series: latencies of every request and the wall time they took together.
+struct Samples {
+  std::vector<double> us;
+  double seconds = 0;
+  int errors = 0;
+};
+
+// HTTP through the aggregator over one keep-alive connection, kept open across rounds.
+class HttpPath {
+ public:
+  HttpPath(const std::string& host, const std::string& port) : host_(host), stream_(io_) {
+    tcp::resolver resolver(io_);
+    stream_.connect(resolver.resolve(host, port));
+    stream_.socket().set_option(tcp::no_delay(true));
+  }
+  void run(int warmup, int n, Samples& out);
+
+ private:
+  std::string host_;
+  boost::asio::io_context io_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+};
+
+void HttpPath::run(int warmup, int n, Samples& out) {
+  const std::string& host = host_;
+  auto& stream = stream_;
+  auto& buffer = buffer_;
   const std::string body = std::string(R"({"from":"now-5m","to":"now","queries":[)") + kQueryJson + "]}";
   bhttp::request<bhttp::string_body> req{
       bhttp::verb::post,
@@ -73,10 +96,6 @@ Stats run_http(const std::string& host, const std::string& port, int warmup, int
   req.keep_alive(true);
   req.body() = body;
   req.prepare_payload();
-  beast::flat_buffer buffer;
-  std::vector<double> us;
-  us.reserve(n);
-  int errors = 0;
   Clock::time_point start;
   for (int i = 0; i < warmup + n; ++i) {
     if (i == warmup) start = Clock::now();
@@ -85,18 +104,29 @@ Stats run_http(const std::string& host, const std::string& port, int warmup, int
     bhttp::response<bhttp::string_body> res;
     bhttp::read(stream, buffer, res);
     auto t1 = Clock::now();
-    if (res.result_int() != 200) ++errors;
-    if (i >= warmup) us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+    if (res.result_int() != 200) ++out.errors;
+    if (i >= warmup) out.us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
   }
-  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  return summarize(std::move(us), seconds, errors);
+  out.seconds += std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-Stats run_grpc(const std::string& target, int warmup, int n) {
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(INT32_MAX);
-  auto channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
-  auto stub = pluginv2::Data::NewStub(channel);
+// QueryData straight to the plugin over one gRPC channel, kept open across rounds.
+class GrpcPath {
+ public:
+  explicit GrpcPath(const std::string& target) {
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(INT32_MAX);
+    stub_ = pluginv2::Data::NewStub(
+        grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args));
+  }
+  void run(int warmup, int n, Samples& out);
+
+ private:
+  std::unique_ptr<pluginv2::Data::Stub> stub_;
+};
+
+void GrpcPath::run(int warmup, int n, Samples& out) {
+  auto& stub = stub_;
   pluginv2::QueryDataRequest request;
   auto* ctx = request.mutable_plugincontext();
   ctx->set_orgid(1);
@@ -110,9 +140,6 @@ Stats run_grpc(const std::string& target, int warmup, int n) {
   q->set_maxdatapoints(60);
   q->set_intervalms(1000);
   q->set_json(kQueryJson);
-  std::vector<double> us;
-  us.reserve(n);
-  int errors = 0;
   Clock::time_point start;
   for (int i = 0; i < warmup + n; ++i) {
     if (i == warmup) start = Clock::now();
@@ -126,11 +153,10 @@ Stats run_grpc(const std::string& target, int warmup, int n) {
     pluginv2::QueryDataResponse response;
     auto status = stub->QueryData(&context, request, &response);
     auto t1 = Clock::now();
-    if (!status.ok()) ++errors;
-    if (i >= warmup) us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+    if (!status.ok()) ++out.errors;
+    if (i >= warmup) out.us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
   }
-  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  return summarize(std::move(us), seconds, errors);
+  out.seconds += std::chrono::duration<double>(Clock::now() - start).count();
 }
 
 }  // namespace
@@ -154,9 +180,19 @@ int main(int argc, char** argv) {
   const auto colon = hostport.rfind(':');
   const std::string host = hostport.substr(0, colon);
   const std::string port = hostport.substr(colon + 1);
-  // Alternate the two so drift (thermal, other load) affects both alike.
-  Stats direct = run_grpc(grpc_target, warmup, n);
-  Stats via = run_http(host, port, warmup, n);
+  // Alternate the two in rounds so drift (other load, frequency) affects both alike.
+  constexpr int kRounds = 5;
+  GrpcPath grpc_path(grpc_target);
+  HttpPath http_path(host, port);
+  Samples direct_samples, via_samples;
+  for (int round = 0; round < kRounds; ++round) {
+    const int per_round = n / kRounds + (round < n % kRounds ? 1 : 0);
+    const int round_warmup = round == 0 ? warmup : warmup / 10;
+    grpc_path.run(round_warmup, per_round, direct_samples);
+    http_path.run(round_warmup, per_round, via_samples);
+  }
+  Stats direct = summarize(std::move(direct_samples.us), direct_samples.seconds, direct_samples.errors);
+  Stats via = summarize(std::move(via_samples.us), via_samples.seconds, via_samples.errors);
   nlohmann::json out = {
       {"requests", n},
       {"direct_grpc", to_json(direct)},

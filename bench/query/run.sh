@@ -77,7 +77,8 @@ d, v = r["direct_grpc"], r["via_aggregator"]
 section = f"""## Query path
 
 `bench/query/run.sh` ({datetime.date.today()}, {os.environ["HOSTINFO"]}; {r["requests"]} sequential
-requests on one keep-alive connection after 500 warm-up requests; testdata `random_walk`, 60 points).
+requests per path in 5 alternating rounds, one keep-alive connection / one gRPC channel each, after 500
+warm-up requests; testdata `random_walk`, 60 points; both paths share the same 2 cores).
 The same QueryData goes straight to the plugin over gRPC and through the aggregator as HTTP POST
 `.../datasources/testdata/query` (JSON decode, PluginContext, gRPC, Arrow decode, frame JSON encode).
 

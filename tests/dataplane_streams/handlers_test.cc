@@ -8,7 +8,6 @@
 #include "aggregator/dataplane/websocket.h"
 
 #include "tests/dataplane/fakes.h"
-#include "tests/dataplane_streams/fake_exchange.h"
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -450,18 +449,16 @@ TEST_F(StreamsTest, WebSocketSubscriberGetsTextFrames) {
   auto ndjson = stream_request(verb::get, base_ + "/stream/counter");
   ASSERT_TRUE(eventually([&] { return hub_->stats().subscribers == 1; }));
 
-  auto ws = std::make_shared<testing::RecordingExchange>(io_.get_executor());
-  ws->request.method(verb::get);
-  ws->request.target(base_ + "/stream/counter");
-  ws->request.set(boost::beast::http::field::connection, "Upgrade");
-  ws->request.set(boost::beast::http::field::upgrade, "websocket");
-  ws->request.set(boost::beast::http::field::sec_websocket_version, "13");
-  ws->request.set(boost::beast::http::field::sec_websocket_key, "dGhlIHNhbXBsZSBub25jZQ==");
-  ws->request_path = base_ + "/stream/counter";
-  StreamHandler(context_, hub_).handle(ws, match(verb::get, ws->request_path));
-  ASSERT_TRUE(ws->wait([&] { return ws->upgrade_head.has_value(); }));
-  EXPECT_EQ(ws->upgrade_head->status, 101);
-  EXPECT_EQ(find_header(ws->upgrade_head->headers, "Sec-WebSocket-Accept"),
+  const std::string target = base_ + "/stream/counter";
+  auto ws = testing::make_exchange(verb::get, target, "",
+                                   {{"Connection", "Upgrade"},
+                                    {"Upgrade", "websocket"},
+                                    {"Sec-WebSocket-Version", "13"},
+                                    {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="}});
+  StreamHandler(context_, hub_).handle(ws, match(verb::get, target));
+  ASSERT_TRUE(ws->wait_upgraded());
+  EXPECT_EQ(ws->upgrade_head()->status, 101);
+  EXPECT_EQ(find_header(ws->upgrade_head()->headers, "Sec-WebSocket-Accept"),
             "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
   ASSERT_TRUE(eventually([&] { return hub_->stats().subscribers == 2; }));
   EXPECT_EQ(run_count(), 1u);  // the WebSocket joined the existing channel
@@ -471,7 +468,7 @@ TEST_F(StreamsTest, WebSocketSubscriberGetsTextFrames) {
   std::vector<std::string> messages;
   const auto deadline = std::chrono::steady_clock::now() + 3s;
   while (messages.size() < 2 && std::chrono::steady_clock::now() < deadline) {
-    client.feed(ws->client_side->take_written_by_peer(1, 100ms));
+    client.feed(ws->client_side()->take_written_by_peer(1, 100ms));
     for (WsEvent e = client.next(); e.kind != WsEvent::Kind::kNeedMore; e = client.next()) {
       if (e.kind == WsEvent::Kind::kMessage) messages.push_back(e.payload);
     }
@@ -481,14 +478,14 @@ TEST_F(StreamsTest, WebSocketSubscriberGetsTextFrames) {
   EXPECT_EQ(messages[1], "{\"n\":1}");
 
   // The WebSocket client closes: it is unsubscribed, the NDJSON one keeps the channel.
-  ws->client_side->write(encode_frame(WsOpcode::kClose, close_payload(1000, ""), true,
+  ws->client_side()->write(encode_frame(WsOpcode::kClose, close_payload(1000, ""), true,
                                       std::array<std::uint8_t, 4>{1, 2, 3, 4}),
                          {});
   ASSERT_TRUE(eventually([&] { return hub_->stats().subscribers == 1; }));
   EXPECT_FALSE(run(0)->cancelled());
   ndjson->close_client();
   ASSERT_TRUE(eventually([&] { return run(0)->cancelled(); }));
-  ws->client_side->close();
+  ws->client_side()->close();
 }
 
 TEST_F(StreamsTest, BadWebSocketHandshakeIs400BeforeSubscribing) {

@@ -1,7 +1,7 @@
 // RFC 6455 framing, the opening handshake and the server session over an in-memory connection.
 #include "aggregator/dataplane/websocket.h"
 
-#include "tests/dataplane_streams/fake_exchange.h"
+#include "tests/support/fake_exchange.h"
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>

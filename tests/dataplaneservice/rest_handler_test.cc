@@ -2,9 +2,8 @@
 // client-go and the Python client observe on the wire.
 #include "aggregator/dataplaneservice/rest_handler.h"
 #include "aggregator/storage/memory_store.h"
-#include "tests/dataplaneservice/fake_exchange.h"
+#include "tests/support/fake_exchange.h"
 
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <gtest/gtest.h>
 
@@ -48,9 +47,6 @@ class RestHandlerTest : public ::testing::Test {
   void TearDown() override {
     handler_.reset();
     pool_->join();
-    work_.reset();
-    io_.stop();
-    io_thread_.join();
   }
   void make(storage::StoreOptions options, RestOptions rest = {}) {
     store_ = storage::make_memory_store(options);
@@ -61,7 +57,7 @@ class RestHandlerTest : public ::testing::Test {
   std::shared_ptr<FakeExchange> exchange(const std::string& method, const std::string& target,
                                          const std::string& body = "",
                                          std::vector<std::pair<std::string, std::string>> h = {}) {
-    return std::make_shared<FakeExchange>(io_.get_executor(), method, target, body, std::move(h));
+    return testing::make_exchange(method, target, body, std::move(h));
   }
 
   Reply call(const std::string& method, const std::string& target, const std::string& body = "",
@@ -87,10 +83,6 @@ class RestHandlerTest : public ::testing::Test {
     return call("POST", kBase, manifest(group, "p", extra_meta));
   }
 
-  boost::asio::io_context io_;
-  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_{
-      io_.get_executor()};
-  std::thread io_thread_{[this] { io_.run(); }};
   std::unique_ptr<storage::Store> store_;
   std::unique_ptr<boost::asio::thread_pool> pool_;
   std::unique_ptr<RestHandler> handler_;
@@ -183,9 +175,6 @@ TEST_F(RestHandlerTest, BadBodies) {
 
 TEST_F(RestHandlerTest, BodyLimitIs413) {
   TearDown();
-  io_.restart();
-  work_.emplace(io_.get_executor());
-  io_thread_ = std::thread([this] { io_.run(); });
   RestOptions small;
   small.max_body_bytes = 100;
   make(storage::StoreOptions{}, small);
@@ -454,8 +443,8 @@ TEST_F(RestHandlerTest, WatchInitialStateThenChanges) {
   auto ex = exchange("GET", kBase + "?watch=true");
   handler_->handle(ex);
   ASSERT_TRUE(ex->wait_lines(1));
-  ASSERT_TRUE(ex->head().has_value());
-  EXPECT_EQ(ex->head()->status, 200);
+  ASSERT_TRUE(ex->stream_head().has_value());
+  EXPECT_EQ(ex->stream_head()->status, 200);
   create("w2.example.com");
   call("PATCH", kBase + "/v1.w2.example.com", R"({"spec":{"pluginID":"z"}})",
        {{"Content-Type", "application/merge-patch+json"}});
@@ -469,7 +458,7 @@ TEST_F(RestHandlerTest, WatchInitialStateThenChanges) {
   EXPECT_EQ(ev[2]["object"]["spec"]["pluginID"], "z");
   EXPECT_EQ(ev[3]["type"], "DELETED");
   EXPECT_EQ(ev[3]["object"]["metadata"]["resourceVersion"], std::to_string(store_->current_revision()));
-  ex->client_goes_away();
+  ex->close_client();
   EXPECT_TRUE(ex->wait_finished());
 }
 
@@ -503,7 +492,7 @@ TEST_F(RestHandlerTest, WatchSelectorMoveOutIsDeleted) {
   EXPECT_EQ(ev[1]["object"]["metadata"]["name"], "v1.sel.example.com");
   EXPECT_EQ(ev[2]["type"], "ADDED");
   EXPECT_EQ(ev[2]["object"]["metadata"]["name"], "v1.other.example.com");
-  ex->client_goes_away();
+  ex->close_client();
 }
 
 TEST_F(RestHandlerTest, WatchListEndsInitialEventsWithBookmark) {
@@ -517,14 +506,11 @@ TEST_F(RestHandlerTest, WatchListEndsInitialEventsWithBookmark) {
   EXPECT_EQ(ev[1]["type"], "BOOKMARK");
   EXPECT_EQ(ev[1]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"], "true");
   EXPECT_EQ(ev[1]["object"]["metadata"]["resourceVersion"], std::to_string(store_->current_revision()));
-  ex->client_goes_away();
+  ex->close_client();
 }
 
 TEST_F(RestHandlerTest, PeriodicBookmarks) {
   TearDown();
-  io_.restart();
-  work_.emplace(io_.get_executor());
-  io_thread_ = std::thread([this] { io_.run(); });
   RestOptions fast;
   fast.bookmark_interval = std::chrono::seconds(1);
   make(storage::StoreOptions{}, fast);
@@ -537,14 +523,11 @@ TEST_F(RestHandlerTest, PeriodicBookmarks) {
   EXPECT_EQ(ev[0]["type"], "BOOKMARK");
   EXPECT_EQ(ev[0]["object"]["kind"], "DataPlaneService");
   EXPECT_EQ(ev[0]["object"]["metadata"]["resourceVersion"], std::to_string(store_->current_revision()));
-  ex->client_goes_away();
+  ex->close_client();
 }
 
 TEST_F(RestHandlerTest, WatchFromCompactedVersionIsExpired) {
   TearDown();
-  io_.restart();
-  work_.emplace(io_.get_executor());
-  io_thread_ = std::thread([this] { io_.run(); });
   storage::StoreOptions options;
   options.memory_history_limit = 2;
   make(options);
@@ -553,7 +536,7 @@ TEST_F(RestHandlerTest, WatchFromCompactedVersionIsExpired) {
   auto ex = exchange("GET", kBase + "?watch=true&resourceVersion=1");
   handler_->handle(ex);
   ASSERT_TRUE(ex->wait_lines(1));
-  EXPECT_EQ(ex->head()->status, 200);
+  EXPECT_EQ(ex->stream_head()->status, 200);
   auto ev = events(*ex);
   EXPECT_EQ(ev[0]["type"], "ERROR");
   EXPECT_EQ(ev[0]["object"]["code"], 410);
@@ -573,7 +556,7 @@ TEST_F(RestHandlerTest, WatchTableEvents) {
   EXPECT_EQ(ev[0]["object"]["columnDefinitions"].size(), 6u);
   EXPECT_TRUE(ev[1]["object"]["columnDefinitions"].empty());
   EXPECT_EQ(ev[1]["object"]["rows"][0]["cells"][0], "v1.t2.example.com");
-  ex->client_goes_away();
+  ex->close_client();
 }
 
 TEST_F(RestHandlerTest, SingleObjectWatchViaFieldSelector) {
@@ -589,7 +572,7 @@ TEST_F(RestHandlerTest, SingleObjectWatchViaFieldSelector) {
   EXPECT_EQ(ev.size(), 2u);
   EXPECT_EQ(ev[1]["type"], "DELETED");
   EXPECT_EQ(ev[1]["object"]["metadata"]["name"], "v1.two.example.com");
-  ex->client_goes_away();
+  ex->close_client();
 }
 
 TEST_F(RestHandlerTest, OpenApiV3) {
