@@ -30,8 +30,10 @@ constexpr std::uint64_t kBudgetPerInputByte = 32;
 constexpr std::uint64_t kBudgetSlack = 1 << 20;
 constexpr std::uint64_t kJsonCostPerByte = 16;
 // Loops over footer entries are charged too: columns x blocks or fields x metadata entries, all
-// pointing at the same few bytes, would otherwise cost quadratic time without allocating.
-constexpr std::uint64_t kVisitCost = 16;
+// pointing at the same few bytes, would otherwise cost quadratic time without allocating. An
+// honest column visit reads at least a FieldNode and two Buffers (48 input bytes, 1,536 units of
+// budget), so 256 per visit never bites an honest file and caps a crafted one at budget/256.
+constexpr std::uint64_t kVisitCost = 256;
 
 // How one Arrow column is laid out and which frame type it becomes.
 struct Column {

@@ -237,6 +237,7 @@ class ServerExchange final : public Exchange,
   void on_close(std::function<void()> callback) override {
     auto self = this->shared_from_this();
     net::dispatch(executor_, [self, callback = std::move(callback)]() mutable {
+      if (self->finished_) return;  // the response is complete: nothing left to interrupt
       if (self->closed_) {
         net::post(self->executor_, std::move(callback));
       } else {
@@ -734,6 +735,9 @@ class Session final : public SessionControl, public std::enable_shared_from_this
 
   void finish_request(const ExchangePtr& ex) {
     ex->finished_ = true;
+    // The response is complete: on_close can no longer fire, and the callback often holds the
+    // exchange itself (a reference cycle that would keep the exchange and this session alive).
+    ex->on_close_ = nullptr;
     record(ex);
     if (!ex->keep_alive_ || shutting_down_) return graceful_close();
     if (!ex->parser_.is_done()) {

@@ -271,8 +271,42 @@ api::ApiError map_grpc_error(const grpc::Status& status, const std::string& plug
   }
 }
 
+namespace {
+
+// gRPC 1.51 (without a background poller) runs callback-API completions on a small thread pool
+// that it creates on the first callback call of any channel and destroys when the last channel
+// that used it goes away. When that last channel is destroyed on one of those very threads (a
+// completion callback holding the final reference to a restarted plugin's client), the pool
+// tears itself down from inside and frees its completion queue twice (grpc/grpc#32584; seen here
+// as an ASan double-free after a plugin was SIGKILLed). One channel that holds the pool for the
+// life of the process means that last release never happens.
+void hold_callback_threads() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    // Intentionally never destroyed: it must outlive every plugin channel, including at exit.
+    static auto* anchor = new std::shared_ptr<grpc::Channel>(
+        grpc::CreateChannel("unix:/nonexistent/dataplane-aggregator-callback-anchor",
+                            grpc::InsecureChannelCredentials()));
+    struct Probe {
+      std::unique_ptr<pluginv2::Diagnostics::Stub> stub;
+      grpc::ClientContext ctx;
+      pluginv2::CheckHealthRequest req;
+      pluginv2::CheckHealthResponse resp;
+    };
+    auto* probe = new Probe;
+    probe->stub = pluginv2::Diagnostics::NewStub(*anchor);
+    probe->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(1));
+    // The call fails at once (nothing listens there); making it is what attaches the pool.
+    probe->stub->async()->CheckHealth(&probe->ctx, &probe->req, &probe->resp,
+                                      [probe](grpc::Status) { delete probe; });
+  });
+}
+
+}  // namespace
+
 std::shared_ptr<PluginClient> make_grpc_plugin_client(std::string plugin_id,
                                                       std::shared_ptr<grpc::Channel> channel) {
+  hold_callback_threads();
   return std::make_shared<GrpcPluginClient>(std::move(plugin_id), std::move(channel));
 }
 

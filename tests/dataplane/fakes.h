@@ -115,7 +115,12 @@ class FakeStream : public plugin::StreamCall,
     auto self = this->shared_from_this();
     thread_.post([self, outcome = std::move(outcome)]() mutable {
       if (self->finished_.exchange(true)) return;
-      self->done_(std::move(outcome));
+      // Like the real reactor after OnDone: the callbacks (which hold the caller's state, often
+      // with this stream's handle in it) are released, so no reference cycle outlives the call.
+      auto done = std::move(self->done_);
+      self->done_ = nullptr;
+      self->on_message_ = nullptr;
+      done(std::move(outcome));
     });
   }
   void cancel() override {

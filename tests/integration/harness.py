@@ -120,7 +120,23 @@ class Aggregator:
         self.proc = None
         self._log.close()
         self._assert_gone(plugin_pids)
+        self.assert_no_sanitizer_report()
         return code
+
+    SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+    def assert_no_sanitizer_report(self):
+        """The sanitizer build reports memory errors, leaks at exit and undefined behaviour of
+        the aggregator and of its plugins (their stderr is re-logged) into this log."""
+        try:
+            with open(self.log_path, "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+        except OSError:
+            return
+        for marker in self.SANITIZER_MARKERS:
+            at = text.find(marker)
+            if at >= 0:
+                raise AssertionError("sanitizer report in the aggregator's log:\n" + text[max(0, at - 2000):at + 8000])
 
     def kill9(self):
         """SIGKILL the aggregator (no cleanup of its own); its plugins must die with it."""

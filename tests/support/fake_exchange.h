@@ -196,11 +196,14 @@ class FakeExchange : public http::Exchange,
 
   // --- the response ----------------------------------------------------------------------------
   void respond(http::Response response) override {
+    std::function<void()> released;
     {
       std::lock_guard lock(mutex_);
       ++responses_;
       response_ = std::move(response);
       complete_ = true;
+      released = std::move(on_close_);
+      on_close_ = nullptr;
     }
     cv_.notify_all();
   }
@@ -232,20 +235,28 @@ class FakeExchange : public http::Exchange,
     }
   }
   std::size_t pending_bytes() const override { return pending_bytes_; }
+  // Like the session: once the response is complete, on_close can no longer fire and the callback
+  // (which often holds this exchange) is released.
   void finish() override {
+    std::function<void()> released;
     {
       std::lock_guard lock(mutex_);
       finished_ = true;
       complete_ = true;
+      released = std::move(on_close_);
+      on_close_ = nullptr;
     }
     cv_.notify_all();
   }
   void abort() override {
+    std::function<void()> released;
     {
       std::lock_guard lock(mutex_);
       finished_ = true;
       aborted_ = true;
       complete_ = true;
+      released = std::move(on_close_);
+      on_close_ = nullptr;
     }
     cv_.notify_all();
   }
