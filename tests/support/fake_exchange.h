@@ -20,6 +20,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -34,6 +35,14 @@ namespace dpa::testing {
 inline boost::asio::any_io_executor callback_executor() {
   static boost::asio::thread_pool pool{1};
   return pool.get_executor();
+}
+
+// Waits until every callback posted to that thread so far has run (a fixture tearing down the
+// executors those callbacks post into must drain them first).
+inline void drain_callbacks() {
+  std::promise<void> drained;
+  boost::asio::post(callback_executor(), [&drained] { drained.set_value(); });
+  drained.get_future().wait();
 }
 
 // One end of an in-memory duplex byte pipe. read_some completes when bytes arrive or the pipe
