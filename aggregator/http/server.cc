@@ -121,7 +121,7 @@ std::size_t Server::open_connections() const { return state_->connections.load()
 void Server::shutdown(std::chrono::seconds grace, std::function<void()> done) {
   auto state = state_;
   // The grace timer exists before anything can complete the shutdown (complete_shutdown cancels it).
-  state->grace_timer = std::make_unique<net::steady_timer>(state->io, grace);
+  state->grace_timer = std::make_shared<net::steady_timer>(state->io, grace);
   state->grace_timer->async_wait([state](error_code ec) {
     if (ec) return;
     std::vector<std::shared_ptr<SessionControl>> remaining;

@@ -1100,7 +1100,8 @@ void ServerState::complete_shutdown() {
   }
   if (!done) return;
   if (grace_timer) {
-    net::post(io, [timer = grace_timer.get()] { timer->cancel(); });
+    // The posted cancel owns the timer: the server (and this state) may be gone when it runs.
+    net::post(io, [timer = grace_timer] { timer->cancel(); });
   }
   net::post(io, std::move(done));
 }

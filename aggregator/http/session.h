@@ -53,7 +53,7 @@ struct ServerState {
   std::mutex mu;
   Registry sessions;                   // guarded by mu
   std::function<void()> shutdown_done;  // guarded by mu; called once
-  std::unique_ptr<boost::asio::steady_timer> grace_timer;
+  std::shared_ptr<boost::asio::steady_timer> grace_timer;  // shared: a posted cancel may outlive the server
 
   Registry::iterator add_session(std::weak_ptr<SessionControl> session);
   // Removes the session; `counted` sessions decrement `connections` and may complete shutdown.
