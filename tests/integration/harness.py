@@ -12,6 +12,7 @@ from the kubeconfig it writes on start (<data-dir>/aggregator.kubeconfig).
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -123,7 +124,9 @@ class Aggregator:
         self.assert_no_sanitizer_report()
         return code
 
-    SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+    # ASan/LSan headers, and UBSan's "<file>:<line>:<col>: runtime error:" (not a Go plugin's
+    # "panic: runtime error:", which is the plugin's own business).
+    SANITIZER_REPORT = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|:\d+:\d+: runtime error:")
 
     def assert_no_sanitizer_report(self):
         """The sanitizer build reports memory errors, leaks at exit and undefined behaviour of
@@ -133,10 +136,11 @@ class Aggregator:
                 text = f.read().decode("utf-8", "replace")
         except OSError:
             return
-        for marker in self.SANITIZER_MARKERS:
-            at = text.find(marker)
-            if at >= 0:
-                raise AssertionError("sanitizer report in the aggregator's log:\n" + text[max(0, at - 2000):at + 8000])
+        found = self.SANITIZER_REPORT.search(text)
+        if found:
+            at = found.start()
+            raise AssertionError("sanitizer report in the aggregator's log:\n" +
+                                 text[max(0, at - 2000):at + 8000])
 
     def kill9(self):
         """SIGKILL the aggregator (no cleanup of its own); its plugins must die with it."""
