@@ -79,6 +79,30 @@ TEST(ClientTest, ReusesPooledConnections) {
   EXPECT_EQ(client.idle_connections(), 1u);
 }
 
+TEST(ClientTest, PoolsConnectionsPerIoContext) {
+  // Upstream connections live on the caller's io_context: calls from one context reuse one
+  // connection, a call from another context gets its own (no cross-thread socket I/O).
+  IoThreads upstream_io, a, b;
+  std::mutex mu;
+  std::set<std::string> remotes;
+  auto server = testing::start_server(upstream_io.io(), {}, [&](std::shared_ptr<Exchange> ex) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      remotes.insert(ex->remote_address());
+    }
+    ex->respond(Response::text(200, "ok"));
+  });
+  HttpClient client(upstream_io.io(), {});
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(fetch(client, a.io(), local(server->port()), {}).ok());
+  EXPECT_EQ(remotes.size(), 1u);
+  EXPECT_EQ(client.idle_connections(), 1u);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(fetch(client, b.io(), local(server->port()), {}).ok());
+  EXPECT_EQ(remotes.size(), 2u);
+  EXPECT_EQ(client.idle_connections(), 2u);
+  ASSERT_TRUE(fetch(client, a.io(), local(server->port()), {}).ok());
+  EXPECT_EQ(remotes.size(), 2u);  // back on `a`: its pooled connection again
+}
+
 TEST(ClientTest, RetriesWhenPooledConnectionWasClosedByServer) {
   IoThreads io;
   ServerOptions options;

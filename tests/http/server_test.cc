@@ -11,8 +11,10 @@
 #include <atomic>
 #include <filesystem>
 #include <future>
+#include <map>
 #include <mutex>
 #include <set>
+#include <thread>
 
 namespace dpa::http {
 namespace {
@@ -48,6 +50,41 @@ TEST(ServerTest, KeepAliveReusesOneConnection) {
   }
   EXPECT_EQ(remotes.size(), 1u);  // same client port: one connection served all three
   EXPECT_EQ(server->open_connections(), 1u);
+}
+
+TEST(ServerTest, ConnectionsAreSpreadOverSessionContexts) {
+  // One io_context per I/O thread: each connection is served on one context's thread, and
+  // consecutive connections go round-robin over the contexts.
+  IoThreads main_io(1), a(1), b(1);
+  std::mutex mu;
+  std::map<std::string, std::set<std::thread::id>> threads_by_remote;
+  std::set<std::thread::id> all_threads;
+  ServerOptions options;
+  options.port = 0;
+  options.access_log = false;
+  http::Server server(main_io.io(), options, [&](std::shared_ptr<Exchange> ex) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      threads_by_remote[ex->remote_address()].insert(std::this_thread::get_id());
+      all_threads.insert(std::this_thread::get_id());
+    }
+    ex->respond(Response::text(200, "ok"));
+  });
+  server.set_session_contexts({&a.io(), &b.io()});
+  ASSERT_TRUE(server.start().ok());
+  {
+    RawClient first(server.port()), second(server.port());
+    for (int i = 0; i < 3; ++i) {
+      for (RawClient* client : {&first, &second}) {
+        client->send(get_request("/x"));
+        EXPECT_EQ(client->read_response().result_int(), 200u);
+      }
+    }
+  }
+  testing::stop_server(server);
+  EXPECT_EQ(threads_by_remote.size(), 2u);
+  for (const auto& [remote, threads] : threads_by_remote) EXPECT_EQ(threads.size(), 1u) << remote;
+  EXPECT_EQ(all_threads.size(), 2u);  // the two connections landed on the two contexts
 }
 
 TEST(ServerTest, PipelinedRequestsAnsweredInOrder) {
