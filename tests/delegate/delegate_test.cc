@@ -122,26 +122,11 @@ TEST(DelegateTest, ChunkedRequestBodyStreamsThrough) {
 
 TEST(DelegateTest, StreamingResponseArrivesEventByEvent) {
   IoThreads io;
-  auto upstream = http::testing::start_server(io.io(), {}, [](std::shared_ptr<Exchange> ex) {
-    http::ResponseHead head;
-    head.headers.emplace_back("Content-Type", "application/json");
-    ex->begin_stream(head);
-    auto timer = std::make_shared<net::steady_timer>(ex->executor());
-    auto step = std::make_shared<std::function<void(int)>>();
-    *step = [ex, timer, step](int i) {
-      if (i == 3) {
-        ex->finish();
-        *step = nullptr;
-        return;
-      }
-      ex->write("{\"type\":\"ADDED\",\"n\":" + std::to_string(i) + "}\n");
-      timer->expires_after(200ms);
-      timer->async_wait([step, i](boost::system::error_code) {
-        if (*step) (*step)(i + 1);
-      });
-    };
-    (*step)(0);
-  });
+  auto upstream = http::testing::start_server(
+      io.io(), {},
+      http::testing::paced_stream_handler(
+          [](int i) { return "{\"type\":\"ADDED\",\"n\":" + std::to_string(i) + "}\n"; }, 3,
+          200ms));
   ProxySetup setup(io.io(), {.url = url(upstream->port())});
   RawClient client(setup.server->port());
   client.send(http::testing::get_request("/apis/g/v1/things?watch=true"));

@@ -9,6 +9,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/read.hpp>
@@ -16,6 +17,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <functional>
 #include <future>
 #include <memory>
 #include <string>
@@ -71,6 +73,32 @@ inline ServerPtr start_server(net::io_context& io, ServerOptions options, Handle
   auto started = server->start();
   EXPECT_TRUE(started.ok()) << (started.ok() ? "" : started.error().message);
   return server;
+}
+
+// A handler that streams `count` chunks, event(0) ... event(count - 1), `gap` apart, then ends
+// the stream: a watch as an API server sends it.
+inline Handler paced_stream_handler(std::function<std::string(int)> event, int count,
+                                    std::chrono::milliseconds gap) {
+  return [event = std::move(event), count, gap](std::shared_ptr<Exchange> ex) {
+    ResponseHead head;
+    head.headers.emplace_back("Content-Type", "application/json");
+    ex->begin_stream(head);
+    auto timer = std::make_shared<net::steady_timer>(ex->executor());
+    auto step = std::make_shared<std::function<void(int)>>();
+    *step = [ex, timer, step, event, count, gap](int i) {
+      if (i == count) {
+        ex->finish();
+        *step = nullptr;  // break the self-reference
+        return;
+      }
+      ex->write(event(i));
+      timer->expires_after(gap);
+      timer->async_wait([step, i](boost::system::error_code) {
+        if (*step) (*step)(i + 1);
+      });
+    };
+    (*step)(0);
+  };
 }
 
 // A blocking connection to 127.0.0.1:port.

@@ -315,26 +315,10 @@ std::vector<std::string> chunks_of(const std::string& raw) {
 
 TEST(ServerTest, StreamedChunksArriveAsTheyAreWritten) {
   IoThreads io;
-  auto server = testing::start_server(io.io(), {}, [](std::shared_ptr<Exchange> ex) {
-    ResponseHead head;
-    head.headers.emplace_back("Content-Type", "application/json");
-    ex->begin_stream(head);
-    auto timer = std::make_shared<net::steady_timer>(ex->executor());
-    auto step = std::make_shared<std::function<void(int)>>();
-    *step = [ex, timer, step](int i) {
-      if (i == 3) {
-        ex->finish();
-        *step = nullptr;  // break the self-reference
-        return;
-      }
-      ex->write("{\"event\":" + std::to_string(i) + "}\n");
-      timer->expires_after(150ms);
-      timer->async_wait([step, i](boost::system::error_code) {
-        if (*step) (*step)(i + 1);
-      });
-    };
-    (*step)(0);
-  });
+  auto server = testing::start_server(
+      io.io(), {},
+      testing::paced_stream_handler(
+          [](int i) { return "{\"event\":" + std::to_string(i) + "}\n"; }, 3, 150ms));
   RawClient client(server->port());
   client.send(get_request("/watch"));
   std::vector<std::chrono::steady_clock::time_point> arrivals;
