@@ -98,7 +98,8 @@ class Exchange {
 
   // Called once when the client goes away or the server shuts down while a response is still
   // streaming; handlers stop producing (cancel gRPC streams, unsubscribe watches). After it,
-  // write() completes with ok=false and finish() is harmless.
+  // write() completes with ok=false and finish() is harmless. Once the response is complete the
+  // callback can no longer fire and is released (it may hold the exchange: no cycle is left).
   virtual void on_close(std::function<void()> callback) = 0;
   virtual bool closed() const = 0;
 
