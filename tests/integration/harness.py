@@ -150,6 +150,7 @@ class Aggregator:
         self.proc = None
         self._log.close()
         self._assert_gone(plugin_pids, timeout=5)
+        self.assert_no_sanitizer_report()  # errors found before the kill (no leak check: no exit)
 
     def restart(self):
         if self.proc is not None:
