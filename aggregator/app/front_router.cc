@@ -205,8 +205,9 @@ std::pair<std::string, std::string> FrontRouter::classify(std::string_view metho
   if (path == "/api" || path == "/apis" || path == "/apis/" || starts_with(path, "/api/")) {
     return {verb, "discovery"};
   }
-  const std::string own = std::string("/apis/") + dataplaneservice::kGroup + "/" +
-                          dataplaneservice::kVersion + "/" + dataplaneservice::kResource;
+  // Runs for every request (the metrics observer): the prefix is built once.
+  static const std::string own = std::string("/apis/") + dataplaneservice::kGroup + "/" +
+                                 dataplaneservice::kVersion + "/" + dataplaneservice::kResource;
   if (starts_with(path, own)) {
     std::string_view rest = path.substr(own.size());
     bool collection = rest.empty() || rest == "/";

@@ -36,6 +36,18 @@ def example(name):
 EXAMPLE_DATASOURCES = example("provisioning/datasources.yaml")
 
 
+def wait_for(predicate, timeout=30, interval=0.1):
+    """Polls predicate until it returns something truthy (returned) or timeout passes (then its
+    last value is returned)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
+
+
 class Aggregator:
     """One aggregator process. Use as a context manager; stop() also checks that no plugin
     process it started is left behind."""

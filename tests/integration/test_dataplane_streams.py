@@ -14,7 +14,7 @@ import unittest
 
 import websocket  # python3-websocket
 
-from harness import Aggregator
+from harness import Aggregator, wait_for
 
 PLUGIN = "grafana-testdata-datasource"
 GROUP = "testdata.grafana.app"
@@ -24,16 +24,6 @@ BASE = "/apis/%s/%s" % (GROUP, VERSION)
 DS = BASE + "/namespaces/default/datasources/testdata"
 PROXY_DS = BASE + "/namespaces/default/datasources/proxied"
 COLLECTION = "/apis/aggregation.grafana.app/v0alpha1/dataplaneservices"
-
-
-def wait_for(predicate, timeout=30, interval=0.1):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
 
 
 class RecordingHandler(http.server.BaseHTTPRequestHandler):

@@ -10,7 +10,7 @@ import threading
 import time
 import unittest
 
-from harness import Aggregator, EXAMPLE_DATASOURCES, children_of
+from harness import Aggregator, EXAMPLE_DATASOURCES, children_of, wait_for
 
 PLUGIN = "grafana-testdata-datasource"
 GROUP = "testdata.grafana.app"
@@ -37,16 +37,6 @@ def query_body(scenario="random_walk", **extra):
          "scenarioId": scenario, "intervalMs": 1000, "maxDataPoints": 60}
     q.update(extra)
     return {"from": "now-5m", "to": "now", "queries": [q]}
-
-
-def wait_for(predicate, timeout=30, interval=0.1):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
 
 
 def available_condition(agg, name):

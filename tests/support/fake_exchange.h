@@ -210,9 +210,7 @@ class FakeExchange : public http::Exchange,
       std::lock_guard lock(mutex_);
       ++responses_;
       response_ = std::move(response);
-      complete_ = true;
-      released = std::move(on_close_);
-      on_close_ = nullptr;
+      released = complete_locked();
     }
     cv_.notify_all();
   }
@@ -244,31 +242,8 @@ class FakeExchange : public http::Exchange,
     }
   }
   std::size_t pending_bytes() const override { return pending_bytes_; }
-  // Like the session: once the response is complete, on_close can no longer fire and the callback
-  // (which often holds this exchange) is released.
-  void finish() override {
-    std::function<void()> released;
-    {
-      std::lock_guard lock(mutex_);
-      finished_ = true;
-      complete_ = true;
-      released = std::move(on_close_);
-      on_close_ = nullptr;
-    }
-    cv_.notify_all();
-  }
-  void abort() override {
-    std::function<void()> released;
-    {
-      std::lock_guard lock(mutex_);
-      finished_ = true;
-      aborted_ = true;
-      complete_ = true;
-      released = std::move(on_close_);
-      on_close_ = nullptr;
-    }
-    cv_.notify_all();
-  }
+  void finish() override { end_stream(/*aborted=*/false); }
+  void abort() override { end_stream(/*aborted=*/true); }
   void on_close(std::function<void()> callback) override {
     bool already_closed;
     {
@@ -396,6 +371,25 @@ class FakeExchange : public http::Exchange,
   }
 
  private:
+  // Like the session: once the response is complete, on_close can no longer fire and its callback
+  // (which often holds this exchange) is released; the caller drops it outside the lock.
+  std::function<void()> complete_locked() {
+    complete_ = true;
+    auto released = std::move(on_close_);
+    on_close_ = nullptr;
+    return released;
+  }
+  void end_stream(bool aborted) {
+    std::function<void()> released;
+    {
+      std::lock_guard lock(mutex_);
+      finished_ = true;
+      aborted_ = aborted_ || aborted;
+      released = complete_locked();
+    }
+    cv_.notify_all();
+  }
+
   template <class Pred>
   bool wait_until(Pred pred, std::chrono::milliseconds limit) {
     std::unique_lock lock(mutex_);
