@@ -112,7 +112,7 @@ int serve(const Config& config) {
   // The streaming endpoints: one RunStream per channel fanned out by the hub; resources and
   // routes relayed chunk by chunk; the datasource proxy over a pooled HTTP client.
   auto hub = dataplane::StreamHub::create(io.get_executor());
-  auto proxy_client = std::make_shared<http::HttpClient>(io, http::ClientOptions{});
+  auto proxy_client = std::make_shared<http::HttpClient>(http::ClientOptions{});
   auto resources = std::make_shared<dataplane::ResourceHandler>(dataplane.context());
   auto streams = std::make_shared<dataplane::StreamHandler>(dataplane.context(), hub);
   auto proxy = std::make_shared<dataplane::ProxyHandler>(dataplane.context(), proxy_client);

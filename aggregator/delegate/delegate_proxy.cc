@@ -263,7 +263,7 @@ DelegateProxy::DelegateProxy(net::io_context& io, DelegateOptions options)
   client_options.client_key_file = options_.client_key_file;
   client_options.connect_timeout =
       std::chrono::duration_cast<std::chrono::milliseconds>(options_.connect_timeout);
-  client_ = std::make_unique<http::HttpClient>(io_, std::move(client_options));
+  client_ = std::make_unique<http::HttpClient>(std::move(client_options));
   if (endpoint_.tls() && !client_->tls_status()) status_ = client_->tls_status();
 }
 

@@ -151,7 +151,7 @@ api::Expected<Endpoint> Endpoint::parse(std::string_view url) {
 // --- pool and shared client state ----------------------------------------------------------------
 
 struct HttpClient::Impl {
-  Impl(net::io_context& io_context, ClientOptions opts) : io(io_context), options(std::move(opts)) {}
+  explicit Impl(ClientOptions opts) : options(std::move(opts)) {}
 
   // Loading a CA store takes a while (the system bundle: ~100 ms), so plain-HTTP-only clients
   // never do it and TLS clients do it once, on first use.
@@ -201,7 +201,6 @@ struct HttpClient::Impl {
     ++idle_count;
   }
 
-  net::io_context& io;
   ClientOptions options;
   std::once_flag tls_once;
   std::shared_ptr<ssl::context> tls;
@@ -815,8 +814,8 @@ class Call final : public ClientCall, public std::enable_shared_from_this<Call> 
 
 // --- HttpClient ----------------------------------------------------------------------------------
 
-HttpClient::HttpClient(net::io_context& io, ClientOptions options)
-    : impl_(std::make_shared<Impl>(io, std::move(options))) {}
+HttpClient::HttpClient(ClientOptions options)
+    : impl_(std::make_shared<Impl>(std::move(options))) {}
 
 HttpClient::~HttpClient() = default;
 

@@ -87,7 +87,8 @@ class ClientCall {
 
 class HttpClient {
  public:
-  HttpClient(boost::asio::io_context& io, ClientOptions options);
+  // Connections are created on, and pooled per, the io_context of the executor each call runs on.
+  explicit HttpClient(ClientOptions options);
   ~HttpClient();
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;

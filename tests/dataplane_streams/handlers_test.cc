@@ -597,7 +597,7 @@ class ProxyTest : public HandlersTest {
     datasources_ = std::make_shared<const plugin::DatasourceSet>(std::vector<plugin::Datasource>{
         ds, make_datasource("down", "testds", "http://127.0.0.1:" + std::to_string(closed_port)),
         make_datasource("nourl", "testds", "")});
-    client_ = std::make_shared<http::HttpClient>(client_io_, http::ClientOptions{});
+    client_ = std::make_shared<http::HttpClient>(http::ClientOptions{});
     client_thread_ = std::thread([this] { client_io_.run(); });
   }
   void TearDown() override {

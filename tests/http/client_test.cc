@@ -66,7 +66,7 @@ TEST(ClientTest, ReusesPooledConnections) {
     }
     ex->respond(Response::text(200, "hello " + std::string(ex->path())));
   });
-  HttpClient client(io.io(), {});
+  HttpClient client(ClientOptions{});
   for (int i = 0; i < 5; ++i) {
     ClientRequest req;
     req.target = "/n" + std::to_string(i);
@@ -92,7 +92,7 @@ TEST(ClientTest, PoolsConnectionsPerIoContext) {
     }
     ex->respond(Response::text(200, "ok"));
   });
-  HttpClient client(upstream_io.io(), {});
+  HttpClient client(ClientOptions{});
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(fetch(client, a.io(), local(server->port()), {}).ok());
   EXPECT_EQ(remotes.size(), 1u);
   EXPECT_EQ(client.idle_connections(), 1u);
@@ -110,7 +110,7 @@ TEST(ClientTest, RetriesWhenPooledConnectionWasClosedByServer) {
   auto server = testing::start_server(io.io(), options, [](std::shared_ptr<Exchange> ex) {
     ex->respond(Response::text(200, "ok"));
   });
-  HttpClient client(io.io(), {});
+  HttpClient client(ClientOptions{});
   ASSERT_TRUE(fetch(client, io.io(), local(server->port()), {}).ok());
   std::this_thread::sleep_for(300ms);  // server closes the idle connection
   auto res = fetch(client, io.io(), local(server->port()), {});
@@ -138,7 +138,7 @@ TEST(ClientTest, StreamsRequestAndResponseBodies) {
     };
     (*pump)();
   });
-  HttpClient client(io.io(), {});
+  HttpClient client(ClientOptions{});
   auto strand = net::make_strand(io.io());
   ClientRequest req;
   req.method = "POST";
@@ -183,7 +183,7 @@ TEST(ClientTest, UnreachableIs503AndSlowIs504) {
     testing::tcp::acceptor a(tmp, testing::tcp::endpoint(net::ip::make_address("127.0.0.1"), 0));
     dead_port = a.local_endpoint().port();
   }
-  HttpClient client(io.io(), {});
+  HttpClient client(ClientOptions{});
   auto res = fetch(client, io.io(), local(dead_port), {});
   ASSERT_FALSE(res.ok());
   EXPECT_EQ(res.error().code, 503);
@@ -219,7 +219,7 @@ TEST(ClientTest, TlsVerifiesAgainstCaFile) {
   });
   ClientOptions trusted;
   trusted.ca_file = cert;
-  HttpClient good(io.io(), trusted);
+  HttpClient good(trusted);
   auto res = fetch(good, io.io(), local(server->secure_port(), "https"), {});
   ASSERT_TRUE(res.ok()) << res.error().message;
   EXPECT_EQ(res->body, "tls");
@@ -227,7 +227,7 @@ TEST(ClientTest, TlsVerifiesAgainstCaFile) {
   ASSERT_TRUE(again.ok()) << again.error().message;
   EXPECT_EQ(good.idle_connections(), 1u);
 
-  HttpClient untrusting(io.io(), {});  // system store: our self-signed CA is unknown
+  HttpClient untrusting(ClientOptions{});  // system store: our self-signed CA is unknown
   auto bad = fetch(untrusting, io.io(), local(server->secure_port(), "https"), {});
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.error().code, 503);
