@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build pkg-config ccache git curl ca-certificates openssl
   libboost-dev libssl-dev libyaml-cpp-dev nlohmann-json3-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev libsqlite3-dev
-  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libnghttp2-dev
   libflatbuffers-dev flatbuffers-compiler
   python3-kubernetes python3-yaml python3-grpcio python3-websocket
   prometheus wrk nginx-light haproxy procps psmisc iproute2

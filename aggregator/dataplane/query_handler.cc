@@ -1,7 +1,7 @@
 // The query path, in Grafana's order (reference §3.3): decode, convert (ToDataSourceQueries),
 // reference checks, PluginContext, QueryData, encode. Only the HTTP codes differ (DESIGN §2).
-// The plugin's answer is encoded on the gRPC completion thread (CPU only, never an I/O thread)
-// and handed to Exchange::respond, which posts to the session's strand.
+// QueryData runs on the session's own io_context (PluginClient::query_data): the plugin's answer
+// is decoded, encoded and written by that I/O thread, with no hand-off between threads.
 #include "aggregator/dataplane/query_handler.h"
 
 #include "aggregator/dataplane/time_range.h"
@@ -479,7 +479,7 @@ void handle_query(std::shared_ptr<const DataPlaneContext> context,
     for (auto& q : parsed->queries) *request.add_queries() = std::move(q);
     request.set_format(pluginv2::ARROW);
     target->client->query_data(
-        std::move(request), timeout,
+        std::move(request), timeout, exchange->executor(),
         [exchange](api::Expected<pluginv2::QueryDataResponse> response) {
           if (!response) return exchange->respond_error(response.error());
           auto encoded = encode_query_response(*response);

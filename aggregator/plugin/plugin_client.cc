@@ -1,9 +1,11 @@
 #include "aggregator/plugin/plugin_client.h"
 
+#include "aggregator/plugin/h2_unary_channel.h"
 #include "plugins/proto/backend.grpc.pb.h"
 
 #include <grpcpp/grpcpp.h>
 
+#include <climits>
 #include <mutex>
 
 namespace dpa::plugin {
@@ -93,9 +95,11 @@ class ReactorHandle final : public StreamCall {
 class GrpcPluginClient final : public PluginClient,
                                public std::enable_shared_from_this<GrpcPluginClient> {
  public:
-  GrpcPluginClient(std::string plugin_id, std::shared_ptr<grpc::Channel> channel)
+  GrpcPluginClient(std::string plugin_id, std::shared_ptr<grpc::Channel> channel,
+                   const std::string& target)
       : plugin_id_(std::move(plugin_id)),
         channel_(std::move(channel)),
+        query_channel_(parse_h2_target(target), kMaxReplyBytes),
         data_(pluginv2::Data::NewStub(channel_)),
         resource_(pluginv2::Resource::NewStub(channel_)),
         diagnostics_(pluginv2::Diagnostics::NewStub(channel_)),
@@ -106,11 +110,22 @@ class GrpcPluginClient final : public PluginClient,
   const std::string& plugin_id() const override { return plugin_id_; }
 
   void query_data(pluginv2::QueryDataRequest req, std::chrono::milliseconds timeout,
+                  boost::asio::any_io_executor io,
                   Callback<pluginv2::QueryDataResponse> done) override {
-    unary("QueryData", std::move(req), timeout, std::move(done),
-          [this](auto* ctx, auto* rq, auto* rs, auto cb) {
-            data_->async()->QueryData(ctx, rq, rs, std::move(cb));
-          });
+    std::string bytes;
+    req.SerializeToString(&bytes);
+    query_channel_.call(
+        io, "/pluginv2.Data/QueryData", std::move(bytes), timeout,
+        [id = plugin_id_, done = std::move(done)](grpc::Status status, std::string reply) {
+          if (!status.ok()) return done(map_grpc_error(status, id, "QueryData"));
+          pluginv2::QueryDataResponse response;
+          if (!response.ParseFromString(reply)) {
+            return done(map_grpc_error(
+                grpc::Status(grpc::StatusCode::INTERNAL, "cannot parse the QueryDataResponse"), id,
+                "QueryData"));
+          }
+          done(std::move(response));
+        });
   }
 
   void check_health(pluginv2::CheckHealthRequest req, std::chrono::milliseconds timeout,
@@ -219,8 +234,12 @@ class GrpcPluginClient final : public PluginClient,
           });
   }
 
+  // Reference §2.5 step 5: Grafana accepts messages up to MaxInt32, as dial_plugin's channel does.
+  static constexpr std::size_t kMaxReplyBytes = INT_MAX;
+
   std::string plugin_id_;
   std::shared_ptr<grpc::Channel> channel_;
+  H2UnaryChannel query_channel_;
   std::unique_ptr<pluginv2::Data::Stub> data_;
   std::unique_ptr<pluginv2::Resource::Stub> resource_;
   std::unique_ptr<pluginv2::Diagnostics::Stub> diagnostics_;
@@ -305,9 +324,10 @@ void hold_callback_threads() {
 }  // namespace
 
 std::shared_ptr<PluginClient> make_grpc_plugin_client(std::string plugin_id,
-                                                      std::shared_ptr<grpc::Channel> channel) {
+                                                      std::shared_ptr<grpc::Channel> channel,
+                                                      const std::string& target) {
   hold_callback_threads();
-  return std::make_shared<GrpcPluginClient>(std::move(plugin_id), std::move(channel));
+  return std::make_shared<GrpcPluginClient>(std::move(plugin_id), std::move(channel), target);
 }
 
 }  // namespace dpa::plugin

@@ -1,5 +1,6 @@
 // The asynchronous pluginv2 client the data plane calls, and the PluginHost that hands clients out.
-// gRPC callback API throughout: nothing here blocks the caller; results arrive on a gRPC thread and
+// Nothing here blocks the caller. QueryData runs on the caller's io_context over our own HTTP/2
+// connection; everything else uses gRPC's callback API, whose results arrive on a gRPC thread and
 // the caller posts them back to its own executor. gRPC failures become Kubernetes Status errors.
 #pragma once
 
@@ -7,6 +8,8 @@
 #include "aggregator/plugin/plugin_registry.h"
 
 #include "plugins/proto/backend.pb.h"
+
+#include <boost/asio/any_io_executor.hpp>
 
 #include <chrono>
 #include <functional>
@@ -40,8 +43,8 @@ class StreamCall {
 template <class T>
 using Callback = std::function<void(api::Expected<T>)>;
 
-// Calls into one running plugin process. All methods are asynchronous (gRPC callback API), never
-// block the caller; callbacks run on a gRPC thread (the caller posts back to its own executor).
+// Calls into one running plugin process. All methods are asynchronous and never block the caller;
+// callbacks run on a gRPC thread (the caller posts back to its own executor), except QueryData's.
 // gRPC errors map to ApiError: UNAVAILABLE -> 503 ServiceUnavailable "plugin <id> unavailable: ...",
 // DEADLINE_EXCEEDED -> 504 Timeout, UNIMPLEMENTED -> 501 (reason NotImplemented) "plugin <id> does
 // not implement <rpc>", RESOURCE_EXHAUSTED -> 413 when a message was too large, else 502,
@@ -51,7 +54,10 @@ class PluginClient {
  public:
   virtual ~PluginClient() = default;
   virtual const std::string& plugin_id() const = 0;
+  // QueryData, the hot path, runs on `io`'s io_context instead (see h2_unary_channel.h): the
+  // request goes out and the reply comes back on that thread, and `done` runs there.
   virtual void query_data(pluginv2::QueryDataRequest req, std::chrono::milliseconds timeout,
+                          boost::asio::any_io_executor io,
                           Callback<pluginv2::QueryDataResponse> done) = 0;
   virtual void check_health(pluginv2::CheckHealthRequest req, std::chrono::milliseconds timeout,
                             Callback<pluginv2::CheckHealthResponse> done) = 0;
@@ -93,9 +99,11 @@ class PluginHost {
       std::function<void(const std::string& plugin_id, PluginStatus)> cb) = 0;
 };
 
-// The gRPC implementation over one channel (one plugin process or attached address).
+// The gRPC implementation over one channel (one plugin process or attached address); `target`
+// is the channel's target string, which QueryData dials itself.
 std::shared_ptr<PluginClient> make_grpc_plugin_client(std::string plugin_id,
-                                                      std::shared_ptr<grpc::Channel> channel);
+                                                      std::shared_ptr<grpc::Channel> channel,
+                                                      const std::string& target);
 
 // The one place a gRPC status becomes a Kubernetes Status (see PluginClient).
 api::ApiError map_grpc_error(const grpc::Status& status, const std::string& plugin_id,

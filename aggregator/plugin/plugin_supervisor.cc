@@ -78,7 +78,7 @@ void PluginSupervisor::run() {
     obs::info("plugin started",
               {{"plugin", id}, {"pid", proc->pid()}, {"address", proc->target()}});
     auto started_at = Clock::now();
-    publish(PluginState::kRunning, "", make_grpc_plugin_client(id, proc->channel()));
+    publish(PluginState::kRunning, "", make_grpc_plugin_client(id, proc->channel(), proc->target()));
 
     bool stopping = false;
     while (true) {
@@ -161,7 +161,7 @@ void AttachedPlugin::join() {
 
 void AttachedPlugin::run() {
   auto channel = dial_plugin(spec_.target);
-  auto client = make_grpc_plugin_client(spec_.plugin_id, channel);
+  auto client = make_grpc_plugin_client(spec_.plugin_id, channel, spec_.target);
   PluginState last = PluginState::kNotFound;
   while (!stop_) {
     auto conn = channel->GetState(/*try_to_connect=*/true);

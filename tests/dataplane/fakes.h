@@ -179,6 +179,7 @@ class FakePluginClient : public plugin::PluginClient {
   const std::string& plugin_id() const override { return id_; }
 
   void query_data(pluginv2::QueryDataRequest req, std::chrono::milliseconds timeout,
+                  boost::asio::any_io_executor,
                   plugin::Callback<pluginv2::QueryDataResponse> done) override {
     unary("QueryData", on_query_data, query_requests_, std::move(req), timeout, std::move(done));
   }

@@ -35,6 +35,15 @@ class FakeData final : public pluginv2::Data::Service {
         }
       }
       if (q.refid() == "fail") return grpc::Status(grpc::StatusCode::INTERNAL, "boom");
+      // gRPC percent-encodes such a message on the wire; the client must decode it.
+      if (q.refid() == "fail-text") {
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "bad: 100% \xE2\x9C\x97\nnext line");
+      }
+      if (q.refid().starts_with("big:")) {  // a reply of about N bytes
+        auto& r = (*resp->mutable_responses())[q.refid()];
+        r.add_frames(std::string(std::stoul(q.refid().substr(4)), 'x'));
+        continue;
+      }
       auto& r = (*resp->mutable_responses())[q.refid()];
       r.set_status(200);
       nlohmann::json j = {

@@ -44,7 +44,8 @@ api::Expected<pluginv2::QueryDataResponse> query(PluginClient& client, const std
     pluginv2::QueryDataRequest req;
     req.mutable_plugincontext()->set_pluginid(client.plugin_id());
     req.add_queries()->set_refid(ref_id);
-    client.query_data(std::move(req), timeout, std::move(done));
+    static testing::IoThread io;  // QueryData runs on its caller's io_context
+    client.query_data(std::move(req), timeout, io.executor(), std::move(done));
   });
 }
 
