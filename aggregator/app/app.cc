@@ -75,6 +75,8 @@ int serve(const Config& config) {
   std::vector<std::unique_ptr<boost::asio::io_context>> io_workers;
   for (int i = 1; i < threads; ++i) io_workers.push_back(std::make_unique<boost::asio::io_context>(1));
   boost::asio::thread_pool blocking(2);
+  // Large query replies are encoded here, not on the I/O thread that received them.
+  boost::asio::thread_pool encoding(static_cast<std::size_t>(threads));
 
   dataplaneservice::RestOptions rest_options;
   rest_options.max_body_bytes = config.max_body_bytes;
@@ -108,7 +110,8 @@ int serve(const Config& config) {
   dataplane::DatasourceSnapshotFn snapshot = [provider = datasources.get()]() {
     return provider ? provider->snapshot() : std::shared_ptr<const plugin::DatasourceSet>();
   };
-  dataplane::DataPlane dataplane(dataplane::DataPlaneContext{plugins, snapshot, dataplane_options});
+  dataplane::DataPlane dataplane(
+      dataplane::DataPlaneContext{plugins, snapshot, dataplane_options, encoding.get_executor()});
   // The streaming endpoints: one RunStream per channel fanned out by the hub; resources and
   // routes relayed chunk by chunk; the datasource proxy over a pooled HTTP client.
   auto hub = dataplane::StreamHub::create(io.get_executor());
@@ -246,6 +249,7 @@ int serve(const Config& config) {
   keep_running.clear();
   for (auto& worker : io_workers) worker->stop();
   for (auto& t : pool) t.join();
+  encoding.join();  // replies still being encoded go nowhere now, but must not outlive the server
 
   availability.stop();
   registration.stop();

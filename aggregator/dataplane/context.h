@@ -38,6 +38,9 @@ struct DataPlaneContext {
   plugin::PluginHost& plugins;
   DatasourceSnapshotFn datasources;  // may return nullptr (no provisioning): no datasources
   DataPlaneOptions options;
+  // Where a large QueryData reply is encoded (milliseconds of CPU), so that the I/O thread that
+  // received it keeps serving its other connections. Empty: encoded on the I/O thread.
+  boost::asio::any_io_executor encoder;
 
   const std::string& user_agent() const;
 };

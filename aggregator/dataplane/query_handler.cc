@@ -1,12 +1,15 @@
 // The query path, in Grafana's order (reference §3.3): decode, convert (ToDataSourceQueries),
 // reference checks, PluginContext, QueryData, encode. Only the HTTP codes differ (DESIGN §2).
 // QueryData runs on the session's own io_context (PluginClient::query_data): the plugin's answer
-// is decoded, encoded and written by that I/O thread, with no hand-off between threads.
+// is decoded, encoded and written by that I/O thread, with no hand-off between threads, unless it
+// is large enough to hold that thread up (then the context's encoder does the encoding).
 #include "aggregator/dataplane/query_handler.h"
 
 #include "aggregator/dataplane/time_range.h"
 #include "aggregator/frames/arrow_codec.h"
 #include "aggregator/frames/json_codec.h"
+
+#include <boost/asio/post.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -456,6 +459,20 @@ api::Expected<std::string> encode_query_response(const pluginv2::QueryDataRespon
   return indent_json(out);
 }
 
+namespace {
+
+// Replies up to this size are encoded where they arrive (tens of microseconds); larger ones go to
+// the context's encoder.
+constexpr std::size_t kInlineEncodeBytes = 64 << 10;
+
+void respond_with(http::Exchange& exchange, const pluginv2::QueryDataResponse& response) {
+  auto encoded = encode_query_response(response);
+  if (!encoded) return exchange.respond_error(encoded.error());
+  exchange.respond(http::Response::json(200, std::move(encoded.value())));
+}
+
+}  // namespace
+
 void handle_query(std::shared_ptr<const DataPlaneContext> context,
                   std::shared_ptr<http::Exchange> exchange, RouteMatch match) {
   auto timeout = request_timeout(*exchange, context->options.query_timeout,
@@ -480,11 +497,14 @@ void handle_query(std::shared_ptr<const DataPlaneContext> context,
     request.set_format(pluginv2::ARROW);
     target->client->query_data(
         std::move(request), timeout, exchange->executor(),
-        [exchange](api::Expected<pluginv2::QueryDataResponse> response) {
+        [exchange, encoder = context->encoder](api::Expected<pluginv2::QueryDataResponse> response) {
           if (!response) return exchange->respond_error(response.error());
-          auto encoded = encode_query_response(*response);
-          if (!encoded) return exchange->respond_error(encoded.error());
-          exchange->respond(http::Response::json(200, std::move(encoded.value())));
+          if (encoder && response->ByteSizeLong() > kInlineEncodeBytes) {
+            return boost::asio::post(encoder, [exchange, response = std::move(*response)] {
+              respond_with(*exchange, response);
+            });
+          }
+          respond_with(*exchange, *response);
         });
   });
 }

@@ -221,6 +221,10 @@ struct H2UnaryChannel::Connection : std::enable_shared_from_this<Connection> {
 
   void on_connected() {
     if (closed) return;
+    {
+      std::lock_guard lock(fd_mutex);
+      if (abandoned) return fail("channel closed");
+    }
     if (target.unix_path.empty()) {
       boost::system::error_code ignored;
       socket.set_option(net::ip::tcp::no_delay(true), ignored);

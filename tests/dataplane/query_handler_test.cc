@@ -3,6 +3,7 @@
 #include "aggregator/frames/arrow_codec.h"
 #include "tests/dataplane/handler_test_util.h"
 
+#include <boost/asio/io_context.hpp>
 #include <gtest/gtest.h>
 
 namespace dpa::dataplane {
@@ -300,6 +301,58 @@ TEST(QueryHandlerTest, PerRefIdErrorsStay200) {
   auto ex = f.run(verb::post, kQueryPath, body_with(R"({"type":"testds","uid":"123"})"));
   EXPECT_EQ(ex->status(), 200);
   EXPECT_EQ(json::parse(ex->body())["results"]["A"]["error"], "bad query");
+}
+
+TEST(QueryHandlerTest, LargeRepliesAreEncodedOnTheEncoder) {
+  // The encoder is an io_context this test runs by hand: a large reply waits for it, a small one
+  // does not.
+  boost::asio::io_context encoder;
+  testing::FakePluginHost host;
+  auto plugin = host.add("testds");
+  auto datasources = std::make_shared<const plugin::DatasourceSet>(
+      std::vector<plugin::Datasource>{testing::datasource("123", "testds")});
+  DataPlane data_plane{DataPlaneContext{host, [&] { return datasources; }, DataPlaneOptions{},
+                                        encoder.get_executor()}};
+  auto table = RouteTable::build({ServiceEntry{
+      "v1.testds.example.com",
+      {"testds", "datasource", "testds.example.com", "v1", {{"query", "", ""}}}}});
+  const std::size_t rows = 20000;  // about 160 KB of float64 values
+  plugin->on_query_data = [&](const pluginv2::QueryDataRequest& req) {
+    const std::size_t n = req.queries(0).refid() == "big" ? rows : 3;
+    frames::Frame frame;
+    frame.name = "f";
+    frames::Field field;
+    field.name = "v";
+    field.type = frames::FieldType::kFloat64;
+    for (std::size_t i = 0; i < n; ++i) field.floats.push_back(static_cast<double>(i));
+    frame.fields.push_back(std::move(field));
+    pluginv2::QueryDataResponse r;
+    auto& dr = (*r.mutable_responses())[req.queries(0).refid()];
+    dr.add_frames(frames::write_arrow(frame));
+    return r;
+  };
+  auto query = [&](const std::string& ref_id) {
+    auto ex = testing::make_exchange(
+        verb::post, kQueryPath,
+        R"({"queries":[{"refId":")" + ref_id + R"(","datasource":{"type":"testds","uid":"123"}}]})");
+    auto match = table->match("POST", std::string(ex->path()));
+    EXPECT_TRUE(match.has_value());
+    data_plane.handle(ex, std::move(*match));
+    return ex;
+  };
+  auto small = query("small");
+  ASSERT_TRUE(small->wait());
+  EXPECT_EQ(small->status(), 200);
+
+  auto big = query("big");
+  // Parked on the encoder until it runs.
+  EXPECT_FALSE(big->wait(std::chrono::milliseconds(300))) << big->status() << " " << big->body();
+  EXPECT_GT(encoder.run_one_for(std::chrono::seconds(10)), 0u);
+  ASSERT_TRUE(big->wait());
+  EXPECT_EQ(big->status(), 200);
+  auto values = json::parse(big->body())["results"]["big"]["frames"][0]["data"]["values"][0];
+  ASSERT_EQ(values.size(), rows);
+  EXPECT_EQ(values[rows - 1], static_cast<double>(rows - 1));
 }
 
 }  // namespace
