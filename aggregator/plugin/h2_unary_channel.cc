@@ -87,10 +87,11 @@ grpc::StatusCode code_for_reset(uint32_t error) {
   }
 }
 
+// nghttp2 copies the bytes at submit time, so a header may point into a short-lived string.
 nghttp2_nv header(std::string_view name, std::string_view value) {
   return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
                     reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(),
-                    value.size(), NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE};
+                    value.size(), NGHTTP2_NV_FLAG_NONE};
 }
 
 // The io_context itself rather than the caller's strand, so every session on the thread shares the
@@ -373,7 +374,8 @@ struct H2UnaryChannel::Connection : std::enable_shared_from_this<Connection> {
                                            ? "truncated reply message"
                                            : "more than one reply message for a unary call"));
     }
-    finish(call, grpc::Status::OK, r.substr(5));
+    call.reply.erase(0, 5);
+    finish(call, grpc::Status::OK, std::move(call.reply));
   }
 
   void read() {

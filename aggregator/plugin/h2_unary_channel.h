@@ -50,7 +50,8 @@ class H2UnaryChannel {
 
   // Starts `method` ("/pluginv2.Data/QueryData") with the serialized `request` on the connection
   // for `io`'s io_context. `done` runs exactly once, on that io_context, never inside this call.
-  // A timeout <= 0 means no deadline.
+  // A timeout <= 0 means no deadline. Connections are kept per io_context for the channel's
+  // lifetime, so an io_context used here must outlive the channel.
   void call(const boost::asio::any_io_executor& io, std::string method, std::string request,
             std::chrono::milliseconds timeout, Done done);
 
