@@ -11,6 +11,8 @@ packages=(
   libflatbuffers-dev flatbuffers-compiler
   python3-kubernetes python3-yaml python3-grpcio python3-websocket
   prometheus wrk nginx-light haproxy procps psmisc iproute2
+  # Go, grpc-go and go-plugin: tests/integration/test_go_plugin.py builds a plugin the way Grafana's are.
+  golang-go golang-google-grpc-dev golang-github-hashicorp-go-plugin-dev golang-google-protobuf-dev
 )
 
 sudo=""

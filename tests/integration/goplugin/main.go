@@ -1,0 +1,154 @@
+// A datasource backend plugin built the way Grafana's are: Go, grpc-go, and hashicorp/go-plugin's
+// Serve (go-plugin handshake, grpc.health.v1, GRPCController, stdio). It has no generated code:
+// messages are read and written with protowire, and a pass-through codec hands the bytes over.
+// QueryData answers every query with the Grafana SDK's golden Arrow frame (golden.arrow, embedded
+// at build time), or a gRPC error for refId "fail". CheckHealth answers OK.
+package main
+
+import (
+	"context"
+	_ "embed"
+
+	"github.com/golang/protobuf/proto"
+	plugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+//go:embed golden.arrow
+var golden []byte
+
+// raw carries a message's bytes; everything else (go-plugin's own services) is protobuf.
+type raw struct{ b []byte }
+
+type codec struct{}
+
+func (codec) Marshal(v interface{}) ([]byte, error) {
+	if r, ok := v.(*raw); ok {
+		return r.b, nil
+	}
+	return proto.Marshal(v.(proto.Message))
+}
+
+func (codec) Unmarshal(data []byte, v interface{}) error {
+	if r, ok := v.(*raw); ok {
+		r.b = append([]byte(nil), data...)
+		return nil
+	}
+	return proto.Unmarshal(data, v.(proto.Message))
+}
+
+func (codec) String() string { return "proto" }
+
+// Calls fn for each length-delimited field `num` of the message.
+func eachBytes(msg []byte, num protowire.Number, fn func([]byte)) error {
+	for len(msg) > 0 {
+		n, typ, l := protowire.ConsumeTag(msg)
+		if l < 0 {
+			return protowire.ParseError(l)
+		}
+		msg = msg[l:]
+		if typ == protowire.BytesType && n == num {
+			v, l := protowire.ConsumeBytes(msg)
+			if l < 0 {
+				return protowire.ParseError(l)
+			}
+			fn(v)
+			msg = msg[l:]
+			continue
+		}
+		l = protowire.ConsumeFieldValue(n, typ, msg)
+		if l < 0 {
+			return protowire.ParseError(l)
+		}
+		msg = msg[l:]
+	}
+	return nil
+}
+
+func queryData(_ interface{}, _ context.Context, dec func(interface{}) error, _ grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := &raw{}
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	var refIDs []string
+	// QueryDataRequest.queries = 3; DataQuery.refId = 1.
+	err := eachBytes(in.b, 3, func(query []byte) {
+		_ = eachBytes(query, 1, func(id []byte) { refIDs = append(refIDs, string(id)) })
+	})
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	var out []byte
+	for _, id := range refIDs {
+		if id == "fail" {
+			return nil, status.Error(codes.Internal, "go says no: 100% \u2717")
+		}
+		// DataResponse: frames = 1, status = 4.
+		var resp []byte
+		resp = protowire.AppendTag(resp, 1, protowire.BytesType)
+		resp = protowire.AppendBytes(resp, golden)
+		resp = protowire.AppendTag(resp, 4, protowire.VarintType)
+		resp = protowire.AppendVarint(resp, 200)
+		// QueryDataResponse.responses = 1: map entry {key = 1, value = 2}.
+		var entry []byte
+		entry = protowire.AppendTag(entry, 1, protowire.BytesType)
+		entry = protowire.AppendString(entry, id)
+		entry = protowire.AppendTag(entry, 2, protowire.BytesType)
+		entry = protowire.AppendBytes(entry, resp)
+		out = protowire.AppendTag(out, 1, protowire.BytesType)
+		out = protowire.AppendBytes(out, entry)
+	}
+	return &raw{b: out}, nil
+}
+
+func checkHealth(_ interface{}, _ context.Context, dec func(interface{}) error, _ grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := &raw{}
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	// CheckHealthResponse: status = 1 (OK = 1), message = 2.
+	var out []byte
+	out = protowire.AppendTag(out, 1, protowire.VarintType)
+	out = protowire.AppendVarint(out, 1)
+	out = protowire.AppendTag(out, 2, protowire.BytesType)
+	out = protowire.AppendString(out, "go plugin ok")
+	return &raw{b: out}, nil
+}
+
+type datasource struct{ plugin.NetRPCUnsupportedPlugin }
+
+func (datasource) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	s.RegisterService(&grpc.ServiceDesc{
+		ServiceName: "pluginv2.Data",
+		HandlerType: (*interface{})(nil),
+		Methods:     []grpc.MethodDesc{{MethodName: "QueryData", Handler: queryData}},
+	}, struct{}{})
+	s.RegisterService(&grpc.ServiceDesc{
+		ServiceName: "pluginv2.Diagnostics",
+		HandlerType: (*interface{})(nil),
+		Methods:     []grpc.MethodDesc{{MethodName: "CheckHealth", Handler: checkHealth}},
+	}, struct{}{})
+	return nil
+}
+
+func (datasource) GRPCClient(context.Context, *plugin.GRPCBroker, *grpc.ClientConn) (interface{}, error) {
+	return nil, nil
+}
+
+func main() {
+	plugin.Serve(&plugin.ServeConfig{
+		// Grafana's handshake: protocol version 2, magic cookie grafana_plugin_type=datasource.
+		HandshakeConfig: plugin.HandshakeConfig{
+			ProtocolVersion:  2,
+			MagicCookieKey:   "grafana_plugin_type",
+			MagicCookieValue: "datasource",
+		},
+		Plugins: map[string]plugin.Plugin{"datasource": datasource{}},
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			return grpc.NewServer(append(opts, grpc.CustomCodec(codec{}))...)
+		},
+	})
+}

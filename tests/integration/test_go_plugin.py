@@ -1,0 +1,116 @@
+"""A plugin built the way Grafana's are (Go, grpc-go, hashicorp/go-plugin's Serve), dropped into a
+plugins directory: the aggregator starts it with the go-plugin handshake, queries it (the golden
+SDK frame comes back as Grafana's frame JSON), maps its gRPC errors, health-checks it, restarts it
+after SIGKILL and stops it through GRPCController.Shutdown. Source: tests/integration/goplugin/.
+Built here with Debian's Go toolchain and Go packages (GOPATH mode, no network)."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import unittest
+
+from harness import Aggregator, BUILD_DIR, SOURCE_DIR, wait_for
+
+PLUGIN = "dpa-go-datasource"
+GROUP = "go.example.com"
+COLLECTION = "/apis/aggregation.grafana.app/v0alpha1/dataplaneservices"
+DATASOURCE = "/apis/%s/v1/namespaces/default/datasources/go" % GROUP
+# The Grafana SDK fixtures, as copied for the frames tests.
+FIXTURES = os.path.join(SOURCE_DIR, "tests", "frames", "testdata")
+GOLDEN_ARROW = os.path.join(FIXTURES, "all_types.golden.arrow")
+GOLDEN_JSON = os.path.join(FIXTURES, "all_types.golden.json")
+
+
+def build_go_plugin(plugins_dir):
+    """Builds goplugin/ into <plugins_dir>/go/ with a plugin.json, as a plugin archive unpacks."""
+    work = tempfile.mkdtemp(prefix="dpa-goplugin-")
+    try:
+        shutil.copy(os.path.join(os.path.dirname(__file__), "goplugin", "main.go"), work)
+        shutil.copy(GOLDEN_ARROW, os.path.join(work, "golden.arrow"))
+        target = os.path.join(plugins_dir, "go")
+        os.makedirs(target)
+        cache = os.path.join(BUILD_DIR or tempfile.gettempdir(), "go-cache")
+        env = dict(os.environ, GO111MODULE="off", GOPATH="/usr/share/gocode", GOCACHE=cache,
+                   GOFLAGS="", CGO_ENABLED="0")
+        subprocess.run(["go", "build", "-o", os.path.join(target, "gpx_go_linux_amd64"), "."],
+                       cwd=work, env=env, check=True, capture_output=True, timeout=300)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    with open(os.path.join(target, "plugin.json"), "w") as f:
+        json.dump({"id": PLUGIN, "type": "datasource", "name": "Go datasource", "backend": True,
+                   "executable": "gpx_go", "info": {"version": "1.0.0"}}, f)
+
+
+def query(ref_ids):
+    return {"queries": [{"refId": r, "datasource": {"type": PLUGIN, "uid": "go"}} for r in ref_ids]}
+
+
+class GoPluginTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="dpa-go-it-")
+        plugins = os.path.join(cls.dir, "plugins")
+        try:
+            build_go_plugin(plugins)
+        except subprocess.CalledProcessError as e:
+            raise AssertionError("go build failed:\n" + e.stderr.decode(errors="replace"))
+        datasources = os.path.join(cls.dir, "datasources.yaml")
+        with open(datasources, "w") as f:
+            f.write("apiVersion: 1\ndatasources:\n  - name: Go\n    type: %s\n    uid: go\n" % PLUGIN)
+        cls.agg = Aggregator(plugins_dir=plugins, datasources=datasources).start()
+        status, body = cls.agg.json("POST", COLLECTION, {
+            "apiVersion": "aggregation.grafana.app/v0alpha1", "kind": "DataPlaneService",
+            "metadata": {"name": "v1." + GROUP},
+            "spec": {"pluginID": PLUGIN, "pluginType": "datasource", "group": GROUP, "version": "v1",
+                     "services": [{"type": "query"}, {"type": "health"}]}})
+        assert status == 201, (status, body)
+        ok = wait_for(lambda: cls.agg.request("POST", DATASOURCE + "/query", query(["A"]))[0] == 200,
+                      timeout=60)
+        assert ok, cls.agg.log()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.agg.stop()  # also asserts the plugin process is gone
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def go_pid(self):
+        pids = self.agg.plugin_pids()
+        self.assertEqual(len(pids), 1, pids)
+        return pids[0]
+
+    def test_query_returns_the_golden_frame(self):
+        status, body = self.agg.json("POST", DATASOURCE + "/query", query(["A", "B"]))
+        self.assertEqual(status, 200, body)
+        with open(GOLDEN_JSON) as f:
+            golden = json.load(f)
+        for ref in ("A", "B"):
+            result = body["results"][ref]
+            self.assertEqual(result["status"], 200)
+            self.assertEqual(result["frames"], [golden])
+
+    def test_grpc_errors_become_status(self):
+        status, body = self.agg.json("POST", DATASOURCE + "/query", query(["fail"]))
+        self.assertEqual(status, 502, body)
+        self.assertEqual(body["kind"], "Status")
+        # grpc-go percent-encodes the message on the wire.
+        self.assertEqual(body["message"], "plugin %s failed: go says no: 100%% \u2717" % PLUGIN)
+
+    def test_health(self):
+        status, body = self.agg.json("GET", DATASOURCE + "/health")
+        self.assertEqual((status, body), (200, {"status": "OK", "message": "go plugin ok"}))
+
+    def test_sigkill_restarts_and_queries_work_again(self):
+        first = self.go_pid()
+        os.kill(first, signal.SIGKILL)
+        restarted = wait_for(lambda: [p for p in self.agg.plugin_pids() if p != first], timeout=30)
+        self.assertTrue(restarted, self.agg.log())
+        ok = wait_for(lambda: self.agg.request("POST", DATASOURCE + "/query", query(["A"]))[0] == 200,
+                      timeout=30)
+        self.assertTrue(ok, self.agg.log())
+
+
+if __name__ == "__main__":
+    unittest.main()
