@@ -497,7 +497,8 @@ void handle_query(std::shared_ptr<const DataPlaneContext> context,
     request.set_format(pluginv2::ARROW);
     target->client->query_data(
         std::move(request), timeout, exchange->executor(),
-        [exchange, encoder = context->encoder](api::Expected<pluginv2::QueryDataResponse> response) {
+        [exchange,
+         encoder = context->encoder](api::Expected<pluginv2::QueryDataResponse> response) {
           if (!response) return exchange->respond_error(response.error());
           if (encoder && response->ByteSizeLong() > kInlineEncodeBytes) {
             return boost::asio::post(encoder, [exchange, response = std::move(*response)] {

@@ -3,6 +3,12 @@
 // and run after nghttp2 returns, so no callback re-enters the session.
 #include "aggregator/plugin/h2_unary_channel.h"
 
+#include <nghttp2/nghttp2.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/generic/stream_protocol.hpp>
@@ -13,13 +19,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
-#include <nghttp2/nghttp2.h>
-
-#include <sys/socket.h>
-
-#include <algorithm>
-#include <array>
-#include <atomic>
 #include <cstring>
 #include <map>
 
@@ -64,26 +63,37 @@ std::string percent_decode(std::string_view in) {
 // gRPC's mapping of an HTTP status without grpc-status (doc/http-grpc-status-mapping.md).
 grpc::StatusCode code_for_http_status(int status) {
   switch (status) {
-    case 400: return grpc::StatusCode::INTERNAL;
-    case 401: return grpc::StatusCode::UNAUTHENTICATED;
-    case 403: return grpc::StatusCode::PERMISSION_DENIED;
-    case 404: return grpc::StatusCode::UNIMPLEMENTED;
+    case 400:
+      return grpc::StatusCode::INTERNAL;
+    case 401:
+      return grpc::StatusCode::UNAUTHENTICATED;
+    case 403:
+      return grpc::StatusCode::PERMISSION_DENIED;
+    case 404:
+      return grpc::StatusCode::UNIMPLEMENTED;
     case 429:
     case 502:
     case 503:
-    case 504: return grpc::StatusCode::UNAVAILABLE;
-    default: return grpc::StatusCode::UNKNOWN;
+    case 504:
+      return grpc::StatusCode::UNAVAILABLE;
+    default:
+      return grpc::StatusCode::UNKNOWN;
   }
 }
 
 // gRPC's mapping of RST_STREAM error codes.
 grpc::StatusCode code_for_reset(uint32_t error) {
   switch (error) {
-    case NGHTTP2_REFUSED_STREAM: return grpc::StatusCode::UNAVAILABLE;
-    case NGHTTP2_CANCEL: return grpc::StatusCode::CANCELLED;
-    case NGHTTP2_ENHANCE_YOUR_CALM: return grpc::StatusCode::RESOURCE_EXHAUSTED;
-    case NGHTTP2_INADEQUATE_SECURITY: return grpc::StatusCode::PERMISSION_DENIED;
-    default: return grpc::StatusCode::INTERNAL;
+    case NGHTTP2_REFUSED_STREAM:
+      return grpc::StatusCode::UNAVAILABLE;
+    case NGHTTP2_CANCEL:
+      return grpc::StatusCode::CANCELLED;
+    case NGHTTP2_ENHANCE_YOUR_CALM:
+      return grpc::StatusCode::RESOURCE_EXHAUSTED;
+    case NGHTTP2_INADEQUATE_SECURITY:
+      return grpc::StatusCode::PERMISSION_DENIED;
+    default:
+      return grpc::StatusCode::INTERNAL;
   }
 }
 
@@ -99,7 +109,8 @@ nghttp2_nv header(std::string_view name, std::string_view value) {
 net::any_io_executor context_executor(const net::any_io_executor& io) {
   using Plain = net::io_context::executor_type;
   if (const auto* strand = io.target<net::strand<Plain>>()) return strand->get_inner_executor();
-  if (const auto* strand = io.target<net::strand<net::any_io_executor>>()) return strand->get_inner_executor();
+  if (const auto* strand = io.target<net::strand<net::any_io_executor>>())
+    return strand->get_inner_executor();
   return io;
 }
 
@@ -175,11 +186,13 @@ struct H2UnaryChannel::Connection : std::enable_shared_from_this<Connection> {
   void start() {
     auto self = shared_from_this();
     if (!target.unix_path.empty()) {
-      connect(net::generic::stream_protocol::endpoint(net::local::stream_protocol::endpoint(target.unix_path)));
+      connect(net::generic::stream_protocol::endpoint(
+          net::local::stream_protocol::endpoint(target.unix_path)));
       return;
     }
     uint32_t port = 0;
-    for (char c : target.port) port = c >= '0' && c <= '9' && port <= 65535 ? port * 10 + (c - '0') : 1u << 20;
+    for (char c : target.port)
+      port = c >= '0' && c <= '9' && port <= 65535 ? port * 10 + (c - '0') : 1u << 20;
     if (port == 0 || port > 65535) return fail("bad port in " + target.authority);
     boost::system::error_code ec;
     auto address = net::ip::make_address(target.host, ec);
@@ -189,15 +202,16 @@ struct H2UnaryChannel::Connection : std::enable_shared_from_this<Connection> {
       return;
     }
     resolver = std::make_unique<net::ip::tcp::resolver>(strand);
-    resolver->async_resolve(target.host, target.port,
-                            net::bind_executor(strand, [self](const boost::system::error_code& ec,
-                                                              net::ip::tcp::resolver::results_type r) {
-                              if (ec || r.empty()) {
-                                return self->fail("cannot resolve " + self->target.host + ": " +
-                                                  (ec ? ec.message() : "no addresses"));
-                              }
-                              self->connect(net::generic::stream_protocol::endpoint(r.begin()->endpoint()));
-                            }));
+    resolver->async_resolve(
+        target.host, target.port,
+        net::bind_executor(strand, [self](const boost::system::error_code& ec,
+                                          net::ip::tcp::resolver::results_type r) {
+          if (ec || r.empty()) {
+            return self->fail("cannot resolve " + self->target.host + ": " +
+                              (ec ? ec.message() : "no addresses"));
+          }
+          self->connect(net::generic::stream_protocol::endpoint(r.begin()->endpoint()));
+        }));
   }
 
   void connect(const net::generic::stream_protocol::endpoint& endpoint) {
@@ -210,10 +224,11 @@ struct H2UnaryChannel::Connection : std::enable_shared_from_this<Connection> {
       if (abandoned) return fail("channel closed");
       fd = socket.native_handle();
     }
-    socket.async_connect(endpoint, net::bind_executor(strand, [self](const boost::system::error_code& ec) {
-      if (ec) return self->fail("cannot connect to " + self->describe() + ": " + ec.message());
-      self->on_connected();
-    }));
+    socket.async_connect(
+        endpoint, net::bind_executor(strand, [self](const boost::system::error_code& ec) {
+          if (ec) return self->fail("cannot connect to " + self->describe() + ": " + ec.message());
+          self->on_connected();
+        }));
   }
 
   std::string describe() const {
@@ -264,8 +279,8 @@ struct H2UnaryChannel::Connection : std::enable_shared_from_this<Connection> {
     call->serial = ++serials;
     if (call->timer) {  // the deadline counts from call(), connecting included
       auto self = shared_from_this();
-      call->timer->async_wait(
-          net::bind_executor(strand, [self, serial = call->serial](const boost::system::error_code& ec) {
+      call->timer->async_wait(net::bind_executor(
+          strand, [self, serial = call->serial](const boost::system::error_code& ec) {
             if (!ec) self->expire(serial);
           }));
     }
@@ -296,10 +311,12 @@ struct H2UnaryChannel::Connection : std::enable_shared_from_this<Connection> {
     if (!call->timeout_header.empty()) nva.push_back(header("grpc-timeout", call->timeout_header));
     nghttp2_data_provider provider{};
     provider.read_callback = &Connection::read_request;
-    const int32_t id = nghttp2_submit_request(session, nullptr, nva.data(), nva.size(), &provider, nullptr);
+    const int32_t id =
+        nghttp2_submit_request(session, nullptr, nva.data(), nva.size(), &provider, nullptr);
     if (id < 0) {
-      finish(*call, grpc::Status(grpc::StatusCode::INTERNAL,
-                                 std::string("cannot start HTTP/2 stream: ") + nghttp2_strerror(id)));
+      finish(*call,
+             grpc::Status(grpc::StatusCode::INTERNAL,
+                          std::string("cannot start HTTP/2 stream: ") + nghttp2_strerror(id)));
       return;
     }
     calls.emplace(id, std::move(call));
@@ -353,13 +370,15 @@ struct H2UnaryChannel::Connection : std::enable_shared_from_this<Connection> {
                                          "HTTP status " + std::to_string(call.http_status) +
                                              " from the plugin"));
       }
-      return finish(call, grpc::Status(grpc::StatusCode::UNKNOWN, "no grpc-status in the plugin's reply"));
+      return finish(
+          call, grpc::Status(grpc::StatusCode::UNKNOWN, "no grpc-status in the plugin's reply"));
     }
     const auto code = static_cast<grpc::StatusCode>(call.grpc_status);
     if (code != grpc::StatusCode::OK) return finish(call, grpc::Status(code, call.grpc_message));
     const std::string& r = call.reply;
     if (r.size() < 5) {
-      return finish(call, grpc::Status(grpc::StatusCode::INTERNAL, "No message returned for unary request"));
+      return finish(
+          call, grpc::Status(grpc::StatusCode::INTERNAL, "No message returned for unary request"));
     }
     if (r[0] != 0) {
       return finish(call, grpc::Status(grpc::StatusCode::INTERNAL,
@@ -367,7 +386,8 @@ struct H2UnaryChannel::Connection : std::enable_shared_from_this<Connection> {
     }
     const uint32_t length = (uint32_t{static_cast<uint8_t>(r[1])} << 24) |
                             (uint32_t{static_cast<uint8_t>(r[2])} << 16) |
-                            (uint32_t{static_cast<uint8_t>(r[3])} << 8) | uint32_t{static_cast<uint8_t>(r[4])};
+                            (uint32_t{static_cast<uint8_t>(r[3])} << 8) |
+                            uint32_t{static_cast<uint8_t>(r[4])};
     if (r.size() != 5 + std::size_t{length}) {
       return finish(call, grpc::Status(grpc::StatusCode::INTERNAL,
                                        r.size() < 5 + std::size_t{length}
@@ -380,11 +400,11 @@ struct H2UnaryChannel::Connection : std::enable_shared_from_this<Connection> {
 
   void read() {
     auto self = shared_from_this();
-    socket.async_read_some(net::buffer(input),
-                           net::bind_executor(strand, [self](const boost::system::error_code& ec,
-                                                             std::size_t n) {
-                             self->on_read(ec, n);
-                           }));
+    socket.async_read_some(
+        net::buffer(input),
+        net::bind_executor(strand, [self](const boost::system::error_code& ec, std::size_t n) {
+          self->on_read(ec, n);
+        }));
   }
 
   void on_read(const boost::system::error_code& ec, std::size_t n) {
@@ -422,14 +442,15 @@ struct H2UnaryChannel::Connection : std::enable_shared_from_this<Connection> {
     }
     writing = true;
     auto self = shared_from_this();
-    net::async_write(socket, net::buffer(output),
-                     net::bind_executor(strand, [self](const boost::system::error_code& ec, std::size_t) {
-                       self->writing = false;
-                       if (self->closed) return;
-                       if (ec) return self->fail("write to the plugin failed: " + ec.message());
-                       self->flush();
-                       self->deliver();
-                     }));
+    net::async_write(
+        socket, net::buffer(output),
+        net::bind_executor(strand, [self](const boost::system::error_code& ec, std::size_t) {
+          self->writing = false;
+          if (self->closed) return;
+          if (ec) return self->fail("write to the plugin failed: " + ec.message());
+          self->flush();
+          self->deliver();
+        }));
   }
 
   // The connection is unusable: every call ends with UNAVAILABLE.
@@ -445,9 +466,11 @@ struct H2UnaryChannel::Connection : std::enable_shared_from_this<Connection> {
     boost::system::error_code ignored;
     socket.close(ignored);
     if (resolver) resolver->cancel();
-    for (auto& call : waiting) finish(*call, grpc::Status(grpc::StatusCode::UNAVAILABLE, close_reason));
+    for (auto& call : waiting)
+      finish(*call, grpc::Status(grpc::StatusCode::UNAVAILABLE, close_reason));
     waiting.clear();
-    for (auto& [id, call] : calls) finish(*call, grpc::Status(grpc::StatusCode::UNAVAILABLE, close_reason));
+    for (auto& [id, call] : calls)
+      finish(*call, grpc::Status(grpc::StatusCode::UNAVAILABLE, close_reason));
     calls.clear();
     deliver();
   }
@@ -457,7 +480,8 @@ struct H2UnaryChannel::Connection : std::enable_shared_from_this<Connection> {
     return it == calls.end() ? nullptr : it->second.get();
   }
 
-  // --- nghttp2 callbacks (inside mem_recv / mem_send, on the strand) ------------------------------
+  // --- nghttp2 callbacks (inside mem_recv / mem_send, on the strand)
+  // ------------------------------
   static ssize_t read_request(nghttp2_session*, int32_t id, uint8_t* buf, size_t length,
                               uint32_t* flags, nghttp2_data_source*, void* user) {
     auto* call = static_cast<Connection*>(user)->find(id);
@@ -482,12 +506,15 @@ struct H2UnaryChannel::Connection : std::enable_shared_from_this<Connection> {
     const std::string_view v(reinterpret_cast<const char*>(value), valuelen);
     if (n == ":status") {
       call->http_status = 0;
-      for (char c : v) call->http_status = c >= '0' && c <= '9' ? call->http_status * 10 + (c - '0') : 0;
+      for (char c : v)
+        call->http_status = c >= '0' && c <= '9' ? call->http_status * 10 + (c - '0') : 0;
     } else if (n == "grpc-status") {
       int code = v.empty() ? -1 : 0;
-      for (char c : v) code = c >= '0' && c <= '9' && code >= 0 && code < 1000 ? code * 10 + (c - '0') : -1;
+      for (char c : v)
+        code = c >= '0' && c <= '9' && code >= 0 && code < 1000 ? code * 10 + (c - '0') : -1;
       // An out-of-range code is UNKNOWN, as in the gRPC library.
-      call->grpc_status = code >= 0 && code <= 16 ? code : static_cast<int>(grpc::StatusCode::UNKNOWN);
+      call->grpc_status =
+          code >= 0 && code <= 16 ? code : static_cast<int>(grpc::StatusCode::UNKNOWN);
     } else if (n == "grpc-message") {
       call->grpc_message = percent_decode(v);
     }
@@ -507,18 +534,20 @@ struct H2UnaryChannel::Connection : std::enable_shared_from_this<Connection> {
                                (std::size_t{static_cast<uint8_t>(r[3])} << 8) |
                                std::size_t{static_cast<uint8_t>(r[4])};
       if (want > self->max_reply) {
-        self->finish(*call, grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                                         "Received message larger than max (" + std::to_string(want) +
-                                             " vs. " + std::to_string(self->max_reply) + ")"));
+        self->finish(*call,
+                     grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                  "Received message larger than max (" + std::to_string(want) +
+                                      " vs. " + std::to_string(self->max_reply) + ")"));
         nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
         return 0;
       }
       call->reply.reserve(std::min(want + 5, kMaxReserve));
     }
     if (r.size() > self->max_reply + 5) {
-      self->finish(*call, grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                                       "Received message larger than max (" + std::to_string(r.size() - 5) +
-                                           " vs. " + std::to_string(self->max_reply) + ")"));
+      self->finish(
+          *call, grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                              "Received message larger than max (" + std::to_string(r.size() - 5) +
+                                  " vs. " + std::to_string(self->max_reply) + ")"));
       nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
     }
     return 0;
@@ -558,7 +587,7 @@ struct H2UnaryChannel::Connection : std::enable_shared_from_this<Connection> {
   std::atomic<bool> usable{true};
   std::mutex fd_mutex;
   int fd = -1;
-  bool abandoned = false;  // the channel is gone (under fd_mutex)
+  bool abandoned = false;                      // the channel is gone (under fd_mutex)
   std::vector<std::unique_ptr<Call>> waiting;  // made before the connection was up
   std::map<int32_t, std::unique_ptr<Call>> calls;
   std::vector<Completed> completed;

@@ -12,9 +12,9 @@
 // HTTP status mapping per the gRPC-over-HTTP/2 spec, RESOURCE_EXHAUSTED "... larger than max ...").
 #pragma once
 
-#include <boost/asio/any_io_executor.hpp>
 #include <grpcpp/support/status.h>
 
+#include <boost/asio/any_io_executor.hpp>
 #include <chrono>
 #include <cstddef>
 #include <functional>
@@ -26,7 +26,8 @@
 namespace dpa::plugin {
 
 // Where a gRPC target string ("unix:/path", "ipv4:1.2.3.4:5", "ipv6:[::1]:5", "dns:///host:5",
-// "host:5") points. Empty path and host: not a target we can dial (the caller keeps gRPC's channel).
+// "host:5") points. Empty path and host: not a target we can dial (the caller keeps gRPC's
+// channel).
 struct H2Target {
   std::string unix_path;  // unix socket
   std::string host;       // tcp: numeric address or a name to resolve

@@ -1,24 +1,23 @@
 // H2UnaryChannel against a real gRPC C++ server (the in-process fake plugin) and against sockets
 // that misbehave: statuses, deadlines, multiplexing, large replies, limits and teardown.
-#include "aggregator/plugin/h2_unary_channel.h"
-#include "aggregator/plugin/plugin_client.h"
-#include "tests/plugin/fake_plugin.h"
-#include "tests/plugin/test_util.h"
+#include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
-
-#include <unistd.h>
-
-#include <atomic>
 #include <future>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <thread>
+
+#include "aggregator/plugin/h2_unary_channel.h"
+#include "aggregator/plugin/plugin_client.h"
+#include "tests/plugin/fake_plugin.h"
+#include "tests/plugin/test_util.h"
 
 namespace dpa::plugin {
 namespace {
@@ -41,14 +40,15 @@ std::string query_request(const std::string& ref_id) {
   return req.SerializeAsString();
 }
 
-Reply call(H2UnaryChannel& channel, testing::IoThread& io, const std::string& method, std::string request,
-           std::chrono::milliseconds timeout = 5s) {
+Reply call(H2UnaryChannel& channel, testing::IoThread& io, const std::string& method,
+           std::string request, std::chrono::milliseconds timeout = 5s) {
   std::promise<Reply> promise;
   auto future = promise.get_future();
-  channel.call(io.executor(), method, std::move(request), timeout,
-               [&promise](grpc::Status status, std::string body) {
-                 promise.set_value({std::move(status), std::move(body), std::this_thread::get_id()});
-               });
+  channel.call(
+      io.executor(), method, std::move(request), timeout,
+      [&promise](grpc::Status status, std::string body) {
+        promise.set_value({std::move(status), std::move(body), std::this_thread::get_id()});
+      });
   if (future.wait_for(10s) != std::future_status::ready) {
     ADD_FAILURE() << "no reply within 10 s";
     return {grpc::Status(grpc::StatusCode::UNKNOWN, "test: no reply"), {}, {}};
@@ -56,7 +56,9 @@ Reply call(H2UnaryChannel& channel, testing::IoThread& io, const std::string& me
   return future.get();
 }
 
-H2Target tcp_target(int port) { return parse_h2_target("ipv4:127.0.0.1:" + std::to_string(port)); }
+H2Target tcp_target(int port) {
+  return parse_h2_target("ipv4:127.0.0.1:" + std::to_string(port));
+}
 
 TEST(H2Target, ParsesGrpcTargets) {
   auto u = parse_h2_target("unix:/tmp/plugin.sock");
@@ -113,7 +115,8 @@ TEST_F(H2ChannelTest, StatusesComeBackAsTheGrpcLibraryReportsThem) {
 
   // A request the server cannot parse.
   auto garbage = call(channel, io_, kQueryData, std::string("\xff\xff\xff", 3));
-  EXPECT_EQ(garbage.status.error_code(), grpc::StatusCode::INTERNAL) << garbage.status.error_message();
+  EXPECT_EQ(garbage.status.error_code(), grpc::StatusCode::INTERNAL)
+      << garbage.status.error_message();
 
   // One connection served all of them.
   EXPECT_EQ(channel.connection_count(), 1u);
@@ -176,7 +179,8 @@ TEST_F(H2ChannelTest, ServerGoneIsUnavailableAndTheNextCallRedials) {
   EXPECT_EQ(gone.status.error_code(), grpc::StatusCode::UNAVAILABLE) << gone.status.error_message();
   // Nothing listens any more: every later call fails fast, on a fresh connection attempt.
   auto again = call(channel, io_, kQueryData, query_request("A"), 1s);
-  EXPECT_EQ(again.status.error_code(), grpc::StatusCode::UNAVAILABLE) << again.status.error_message();
+  EXPECT_EQ(again.status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << again.status.error_message();
 }
 
 TEST(H2Channel, NothingListeningIsUnavailable) {
@@ -190,7 +194,8 @@ TEST(H2Channel, NothingListeningIsUnavailable) {
   H2UnaryChannel channel(tcp_target(port), 1 << 20);
   auto r = call(channel, io, kQueryData, query_request("A"));
   EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAVAILABLE);
-  EXPECT_NE(r.status.error_message().find("cannot connect"), std::string::npos) << r.status.error_message();
+  EXPECT_NE(r.status.error_message().find("cannot connect"), std::string::npos)
+      << r.status.error_message();
 
   H2UnaryChannel missing(parse_h2_target("unix:/nonexistent/dpa-test.sock"), 1 << 20);
   EXPECT_EQ(call(missing, io, kQueryData, query_request("A")).status.error_code(),
