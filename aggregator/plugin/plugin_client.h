@@ -55,7 +55,9 @@ class PluginClient {
   virtual ~PluginClient() = default;
   virtual const std::string& plugin_id() const = 0;
   // QueryData, the hot path, runs on `io`'s io_context instead (see h2_unary_channel.h): the
-  // request goes out and the reply comes back on that thread, and `done` runs there.
+  // request goes out and the reply comes back on that thread, and `done` runs there. Unlike the
+  // other calls it does not keep the client alive: when the host drops the client (the plugin
+  // exited or is stopping), calls still in flight end at once with 503.
   virtual void query_data(pluginv2::QueryDataRequest req, std::chrono::milliseconds timeout,
                           boost::asio::any_io_executor io,
                           Callback<pluginv2::QueryDataResponse> done) = 0;
