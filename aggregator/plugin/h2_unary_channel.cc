@@ -3,12 +3,6 @@
 // and run after nghttp2 returns, so no callback re-enters the session.
 #include "aggregator/plugin/h2_unary_channel.h"
 
-#include <nghttp2/nghttp2.h>
-#include <sys/socket.h>
-
-#include <algorithm>
-#include <array>
-#include <atomic>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/generic/stream_protocol.hpp>
@@ -19,6 +13,13 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
+#include <nghttp2/nghttp2.h>
+
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
 #include <cstring>
 #include <map>
 

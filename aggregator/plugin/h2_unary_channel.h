@@ -12,9 +12,9 @@
 // HTTP status mapping per the gRPC-over-HTTP/2 spec, RESOURCE_EXHAUSTED "... larger than max ...").
 #pragma once
 
+#include <boost/asio/any_io_executor.hpp>
 #include <grpcpp/support/status.h>
 
-#include <boost/asio/any_io_executor.hpp>
 #include <chrono>
 #include <cstddef>
 #include <functional>

@@ -1,23 +1,24 @@
 // H2UnaryChannel against a real gRPC C++ server (the in-process fake plugin) and against sockets
 // that misbehave: statuses, deadlines, multiplexing, large replies, limits and teardown.
-#include <gtest/gtest.h>
-#include <unistd.h>
+#include "aggregator/plugin/h2_unary_channel.h"
+#include "aggregator/plugin/plugin_client.h"
+#include "tests/plugin/fake_plugin.h"
+#include "tests/plugin/test_util.h"
 
-#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
-#include <future>
+#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+
+#include <unistd.h>
+
+#include <atomic>
+#include <future>
 #include <optional>
 #include <thread>
-
-#include "aggregator/plugin/h2_unary_channel.h"
-#include "aggregator/plugin/plugin_client.h"
-#include "tests/plugin/fake_plugin.h"
-#include "tests/plugin/test_util.h"
 
 namespace dpa::plugin {
 namespace {
