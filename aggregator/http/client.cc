@@ -193,12 +193,26 @@ struct HttpClient::Impl {
     conn->idle_since = std::chrono::steady_clock::now();
     std::lock_guard<std::mutex> lock(mu);
     auto& list = idle[key];
-    if (list.size() >= options.max_idle_per_endpoint) {
+    if (owner_gone || list.size() >= options.max_idle_per_endpoint) {
       conn->close();
       return;
     }
     list.push_back(std::move(conn));
     ++idle_count;
+  }
+
+  // The HttpClient is being destroyed. Calls still in flight keep this state alive, possibly
+  // until some io_context is destroyed, so idle connections are closed now, while every context
+  // they belong to is alive, and connections handed back later are closed by the call's own thread
+  // instead of pooled (a socket must not outlive its io_context).
+  void owner_destroyed() {
+    std::unordered_map<std::string, std::vector<std::unique_ptr<Connection>>> drop;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      owner_gone = true;
+      drop.swap(idle);
+      idle_count = 0;
+    }
   }
 
   ClientOptions options;
@@ -208,6 +222,7 @@ struct HttpClient::Impl {
   mutable std::mutex mu;
   std::unordered_map<std::string, std::vector<std::unique_ptr<Connection>>> idle;
   std::size_t idle_count = 0;
+  bool owner_gone = false;
 };
 
 namespace {
@@ -817,7 +832,7 @@ class Call final : public ClientCall, public std::enable_shared_from_this<Call> 
 HttpClient::HttpClient(ClientOptions options)
     : impl_(std::make_shared<Impl>(std::move(options))) {}
 
-HttpClient::~HttpClient() = default;
+HttpClient::~HttpClient() { impl_->owner_destroyed(); }
 
 const api::Outcome& HttpClient::tls_status() const {
   impl_->tls_context();

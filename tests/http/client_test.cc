@@ -93,13 +93,21 @@ TEST(ClientTest, PoolsConnectionsPerIoContext) {
     ex->respond(Response::text(200, "ok"));
   });
   HttpClient client(ClientOptions{});
-  for (int i = 0; i < 3; ++i) ASSERT_TRUE(fetch(client, a.io(), local(server->port()), {}).ok());
+  // A call hands its connection back to the pool just after it delivers the response; wait for
+  // that before the next call, or the next call rightly opens a second connection.
+  auto fetch_and_pool = [&](net::io_context& io, std::size_t idle_after) {
+    ASSERT_TRUE(fetch(client, io, local(server->port()), {}).ok());
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (client.idle_connections() != idle_after && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(1ms);
+    }
+    ASSERT_EQ(client.idle_connections(), idle_after);
+  };
+  for (int i = 0; i < 3; ++i) fetch_and_pool(a.io(), 1);
   EXPECT_EQ(remotes.size(), 1u);
-  EXPECT_EQ(client.idle_connections(), 1u);
-  for (int i = 0; i < 3; ++i) ASSERT_TRUE(fetch(client, b.io(), local(server->port()), {}).ok());
+  for (int i = 0; i < 3; ++i) fetch_and_pool(b.io(), 2);
   EXPECT_EQ(remotes.size(), 2u);
-  EXPECT_EQ(client.idle_connections(), 2u);
-  ASSERT_TRUE(fetch(client, a.io(), local(server->port()), {}).ok());
+  fetch_and_pool(a.io(), 2);
   EXPECT_EQ(remotes.size(), 2u);  // back on `a`: its pooled connection again
 }
 
