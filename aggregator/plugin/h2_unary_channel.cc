@@ -185,6 +185,7 @@ struct H2UnaryChannel::Connection : std::enable_shared_from_this<Connection> {
 
   // --- on the strand -----------------------------------------------------------------------------
   void start() {
+    if (!target.valid()) return fail("not a unix or tcp address");
     auto self = shared_from_this();
     if (!target.unix_path.empty()) {
       connect(net::generic::stream_protocol::endpoint(

@@ -100,7 +100,6 @@ class GrpcPluginClient final : public PluginClient,
       : plugin_id_(std::move(plugin_id)),
         channel_(std::move(channel)),
         query_channel_(parse_h2_target(target), kMaxReplyBytes),
-        data_(pluginv2::Data::NewStub(channel_)),
         resource_(pluginv2::Resource::NewStub(channel_)),
         diagnostics_(pluginv2::Diagnostics::NewStub(channel_)),
         stream_(pluginv2::Stream::NewStub(channel_)),
@@ -240,7 +239,6 @@ class GrpcPluginClient final : public PluginClient,
   std::string plugin_id_;
   std::shared_ptr<grpc::Channel> channel_;
   H2UnaryChannel query_channel_;
-  std::unique_ptr<pluginv2::Data::Stub> data_;
   std::unique_ptr<pluginv2::Resource::Stub> resource_;
   std::unique_ptr<pluginv2::Diagnostics::Stub> diagnostics_;
   std::unique_ptr<pluginv2::Stream::Stub> stream_;

@@ -3,9 +3,9 @@
 #pragma once
 
 #include "aggregator/http/server.h"
+#include "tests/support/io_threads.h"
 
 #include <boost/asio/connect.hpp>
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
@@ -29,27 +29,7 @@ namespace dpa::http::testing {
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
-// An io_context run by `threads` threads for the lifetime of the object.
-class IoThreads {
- public:
-  explicit IoThreads(int threads = 2) : guard_(net::make_work_guard(io_)) {
-    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { io_.run(); });
-  }
-  ~IoThreads() { stop(); }
-  void stop() {
-    guard_.reset();
-    io_.stop();
-    for (auto& t : threads_) {
-      if (t.joinable()) t.join();
-    }
-  }
-  net::io_context& io() { return io_; }
-
- private:
-  net::io_context io_;
-  net::executor_work_guard<net::io_context::executor_type> guard_;
-  std::vector<std::thread> threads_;
-};
+using dpa::testing::IoThreads;
 
 // Shuts the server down (closing its connections) before destroying it, as the aggregator does:
 // a server destroyed with live connections leaves them to the io_context's destruction.

@@ -41,7 +41,7 @@ std::string query_request(const std::string& ref_id) {
   return req.SerializeAsString();
 }
 
-Reply call(H2UnaryChannel& channel, testing::IoThread& io, const std::string& method,
+Reply call(H2UnaryChannel& channel, testing::IoThreads& io, const std::string& method,
            std::string request, std::chrono::milliseconds timeout = 5s) {
   std::promise<Reply> promise;
   auto future = promise.get_future();
@@ -84,7 +84,7 @@ TEST(H2Target, ParsesGrpcTargets) {
 class H2ChannelTest : public ::testing::Test {
  protected:
   testing::InProcessFakePlugin server_;
-  testing::IoThread io_;
+  testing::IoThreads io_{1};
 };
 
 TEST_F(H2ChannelTest, QueryDataRoundTripOnTheCallersThread) {
@@ -185,7 +185,7 @@ TEST_F(H2ChannelTest, ServerGoneIsUnavailableAndTheNextCallRedials) {
 }
 
 TEST(H2Channel, NothingListeningIsUnavailable) {
-  testing::IoThread io;
+  testing::IoThreads io(1);
   int port = 0;
   {
     net::io_context probe;
@@ -201,6 +201,12 @@ TEST(H2Channel, NothingListeningIsUnavailable) {
   H2UnaryChannel missing(parse_h2_target("unix:/nonexistent/dpa-test.sock"), 1 << 20);
   EXPECT_EQ(call(missing, io, kQueryData, query_request("A")).status.error_code(),
             grpc::StatusCode::UNAVAILABLE);
+
+  H2UnaryChannel unusable(parse_h2_target("nohostport"), 1 << 20);
+  auto bad = call(unusable, io, kQueryData, query_request("A"));
+  EXPECT_EQ(bad.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_NE(bad.status.error_message().find("not a unix or tcp address"), std::string::npos)
+      << bad.status.error_message();
 }
 
 // A peer that answers with `bytes` (then closes) instead of speaking HTTP/2.
@@ -232,7 +238,7 @@ class RawPeer {
 };
 
 TEST(H2Channel, APeerThatIsNotHttp2IsUnavailableNotACrash) {
-  testing::IoThread io;
+  testing::IoThreads io(1);
   RawPeer http1("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
   H2UnaryChannel channel(tcp_target(http1.port()), 1 << 20);
   auto r = call(channel, io, kQueryData, query_request("A"));
@@ -241,7 +247,7 @@ TEST(H2Channel, APeerThatIsNotHttp2IsUnavailableNotACrash) {
 
 TEST(H2Channel, ConnectionsEndWithTheChannel) {
   testing::InProcessFakePlugin server;
-  auto io = std::make_unique<testing::IoThread>();
+  auto io = std::make_unique<testing::IoThreads>(1);
   {
     H2UnaryChannel channel(tcp_target(server.port()), 1 << 20);
     ASSERT_TRUE(call(channel, *io, kQueryData, query_request("A")).status.ok());

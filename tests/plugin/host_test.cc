@@ -44,7 +44,7 @@ api::Expected<pluginv2::QueryDataResponse> query(PluginClient& client, const std
     pluginv2::QueryDataRequest req;
     req.mutable_plugincontext()->set_pluginid(client.plugin_id());
     req.add_queries()->set_refid(ref_id);
-    static testing::IoThread io;  // QueryData runs on its caller's io_context
+    static testing::IoThreads io(1);  // QueryData runs on its caller's io_context
     client.query_data(std::move(req), timeout, io.executor(), std::move(done));
   });
 }

@@ -1,9 +1,7 @@
 // Small helpers for the plugin tests: temporary directories, files, scripts, and waiting.
 #pragma once
 
-#include <boost/asio/any_io_executor.hpp>
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
+#include "tests/support/io_threads.h"
 
 #include <signal.h>
 #include <sys/stat.h>
@@ -69,26 +67,6 @@ inline bool process_gone(pid_t pid) {
   return close != std::string::npos && close + 2 < s.size() && s[close + 2] == 'Z';
 }
 
-// One io_context run by one thread, as each of the aggregator's I/O threads.
-class IoThread {
- public:
-  IoThread() : guard_(boost::asio::make_work_guard(io_)), thread_([this] { io_.run(); }) {}
-  ~IoThread() {
-    guard_.reset();
-    io_.stop();
-    thread_.join();
-  }
-  boost::asio::any_io_executor executor() { return io_.get_executor(); }
-  // Lets run() return once no operation is pending (the thread then ends by itself).
-  void release() { guard_.reset(); }
-  bool finished_within(std::chrono::milliseconds t) {
-    return wait_until([&] { return io_.stopped(); }, t);
-  }
-
- private:
-  boost::asio::io_context io_{1};
-  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard_;
-  std::thread thread_;
-};
+using dpa::testing::IoThreads;
 
 }  // namespace dpa::plugin::testing
