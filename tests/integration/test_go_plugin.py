@@ -6,6 +6,7 @@ Built here with Debian's Go toolchain and Go packages (GOPATH mode, no network).
 
 import json
 import os
+import platform
 import shutil
 import signal
 import subprocess
@@ -35,7 +36,9 @@ def build_go_plugin(plugins_dir):
         cache = os.path.join(BUILD_DIR or tempfile.gettempdir(), "go-cache")
         env = dict(os.environ, GO111MODULE="off", GOPATH="/usr/share/gocode", GOCACHE=cache,
                    GOFLAGS="", CGO_ENABLED="0")
-        subprocess.run(["go", "build", "-o", os.path.join(target, "gpx_go_linux_amd64"), "."],
+        # Grafana's binary name: <executable>_<os>_<GOARCH>.
+        arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+        subprocess.run(["go", "build", "-o", os.path.join(target, "gpx_go_linux_" + arch), "."],
                        cwd=work, env=env, check=True, capture_output=True, timeout=300)
     finally:
         shutil.rmtree(work, ignore_errors=True)
