@@ -1,5 +1,7 @@
 #include "aggregator/apimachinery/codec.h"
 
+#include "aggregator/frames/utf8.h"
+
 #include <yaml-cpp/yaml.h>
 
 #include <cctype>
@@ -35,8 +37,36 @@ bool is_float_scalar(const std::string& s) {
   return std::regex_match(s, re);
 }
 
-Expected<nlohmann::json> node_to_json(const YAML::Node& node, int depth) {
+// What decoding one document may produce. yaml-cpp resolves an alias to the node it names
+// without copying it, so a few hundred bytes of nested aliases describe billions of nodes
+// ("billion laughs"); expanding them is bounded by counting every node and scalar byte produced
+// against a budget proportional to the input, as go-yaml (and so kube-apiserver) refuses
+// "excessive aliasing".
+struct DecodeBudget {
+  std::size_t nodes;
+  std::size_t bytes;
+
+  static DecodeBudget for_input(std::size_t input_bytes) {
+    // Without aliases a document cannot produce more nodes or scalar bytes than it has bytes;
+    // modest reuse of anchors stays well inside four times that.
+    return {4 * input_bytes + 1000, 4 * input_bytes + 64 * 1024};
+  }
+  bool spend(std::size_t scalar_bytes) {
+    if (nodes == 0 || scalar_bytes > bytes) return false;
+    --nodes;
+    bytes -= scalar_bytes;
+    return true;
+  }
+};
+
+ApiError excessive_aliasing() {
+  return ApiError::bad_request(
+      "error converting YAML to JSON: yaml: document contains excessive aliasing");
+}
+
+Expected<nlohmann::json> node_to_json(const YAML::Node& node, int depth, DecodeBudget& budget) {
   if (depth > 100) return ApiError::bad_request("yaml: exceeded max depth of 100");
+  if (!budget.spend(node.IsScalar() ? node.Scalar().size() : 0)) return excessive_aliasing();
   switch (node.Type()) {
     case YAML::NodeType::Undefined:
     case YAML::NodeType::Null:
@@ -60,7 +90,7 @@ Expected<nlohmann::json> node_to_json(const YAML::Node& node, int depth) {
     case YAML::NodeType::Sequence: {
       nlohmann::json arr = nlohmann::json::array();
       for (const auto& item : node) {
-        auto v = node_to_json(item, depth + 1);
+        auto v = node_to_json(item, depth + 1, budget);
         if (!v) return v;
         arr.push_back(std::move(*v));
       }
@@ -74,7 +104,8 @@ Expected<nlohmann::json> node_to_json(const YAML::Node& node, int depth) {
         if (obj.contains(key)) {
           return ApiError::bad_request("yaml: duplicate map key \"" + key + "\"");
         }
-        auto v = node_to_json(kv.second, depth + 1);
+        if (!budget.spend(kv.first.Scalar().size())) return excessive_aliasing();
+        auto v = node_to_json(kv.second, depth + 1, budget);
         if (!v) return v;
         obj[key] = std::move(*v);
       }
@@ -168,6 +199,11 @@ Expected<nlohmann::json> decode_body(std::string_view body) {
     auto parsed = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
     if (!parsed.is_discarded()) return parsed;
   }
+  // nlohmann's parser refuses invalid UTF-8; yaml-cpp does not, and such a string would be
+  // stored and fail every later serialisation.
+  if (!frames::is_valid_utf8(body)) {
+    return ApiError::bad_request("error converting YAML to JSON: yaml: invalid UTF-8 in the body");
+  }
   std::vector<YAML::Node> docs;
   try {
     docs = YAML::LoadAll(std::string(body));
@@ -187,7 +223,8 @@ Expected<nlohmann::json> decode_body(std::string_view body) {
     return ApiError::bad_request("couldn't get version/kind; json parse error: the body is not a "
                                  "JSON or YAML object");
   }
-  return node_to_json(*non_empty.front(), 0);
+  DecodeBudget budget = DecodeBudget::for_input(body.size());
+  return node_to_json(*non_empty.front(), 0, budget);
 }
 
 std::string to_yaml(const nlohmann::json& value) {

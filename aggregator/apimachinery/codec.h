@@ -17,4 +17,11 @@ Expected<nlohmann::json> decode_body(std::string_view body);
 // Serialises JSON as block-style YAML; strings that would read back as another type are quoted.
 std::string to_yaml(const nlohmann::json& value);
 
+// Serialises JSON for output. Text from outside (a URL path, a header, a plugin's reply) may hold
+// invalid UTF-8, on which nlohmann's plain dump() throws: here such bytes become U+FFFD instead.
+template <class Json>
+std::string dump_json(const Json& value) {
+  return value.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
 }  // namespace dpa::api

@@ -1,5 +1,7 @@
 #include "aggregator/apimachinery/managed_fields.h"
 
+#include "aggregator/apimachinery/codec.h"
+
 #include <algorithm>
 
 namespace dpa::api {
@@ -9,7 +11,7 @@ const std::set<std::string> kTrackedMetadata = {"labels", "annotations", "finali
                                                 "ownerReferences"};
 
 std::string key_element(const std::string& key_field, const nlohmann::json& key_value) {
-  return "k:" + nlohmann::json{{key_field, key_value}}.dump();
+  return "k:" + dump_json(nlohmann::json{{key_field, key_value}});
 }
 
 const std::string* list_map_key(const ManagedFieldsConfig& config, const std::string& dotted) {
@@ -263,7 +265,7 @@ std::string field_path_string(const FieldPath& path) {
         for (auto it = key.begin(); it != key.end(); ++it) {
           if (!first) s += ",";
           first = false;
-          s += it.key() + "=" + it.value().dump();
+          s += it.key() + "=" + dump_json(it.value());
         }
       }
       s += "]";

@@ -1,5 +1,7 @@
 #include "aggregator/apimachinery/request_options.h"
 
+#include "aggregator/apimachinery/codec.h"
+
 #include <boost/beast/core/detail/base64.hpp>
 #include <nlohmann/json.hpp>
 
@@ -21,7 +23,7 @@ ApiError list_forbidden(const std::string& field, const std::string& message) {
 
 std::string encode_continue(const ContinueToken& token) {
   std::string json =
-      nlohmann::json{{"rv", token.resource_version}, {"start", token.start_after}}.dump();
+      dump_json(nlohmann::json{{"rv", token.resource_version}, {"start", token.start_after}});
   std::string out(boost::beast::detail::base64::encoded_size(json.size()), '\0');
   out.resize(boost::beast::detail::base64::encode(out.data(), json.data(), json.size()));
   // URL-safe alphabet without padding (as kube's tokens): survives query strings unescaped.

@@ -219,14 +219,55 @@ bool LabelSelector::matches(const nlohmann::json& labels) const {
   return true;
 }
 
+namespace {
+
+// A field selector value, unescaped as kube's fields.UnescapeValue does: `\\`, `\,` and `\=` are
+// the only escapes, and an unescaped `=`, `!` or `,` is an error (so `metadata.name===` is
+// refused instead of matching the name "=").
+Expected<std::string> unescape_field_value(std::string_view selector, std::string_view raw) {
+  std::string out;
+  out.reserve(raw.size());
+  for (std::size_t i = 0; i < raw.size(); ++i) {
+    char c = raw[i];
+    if (c == '\\') {
+      if (i + 1 >= raw.size() || (raw[i + 1] != '\\' && raw[i + 1] != ',' && raw[i + 1] != '=')) {
+        return ApiError::bad_request("invalid field selector: '" + std::string(selector) +
+                                     "': invalid escape sequence");
+      }
+      out.push_back(raw[++i]);
+    } else if (c == '=' || c == '!' || c == ',') {
+      return ApiError::bad_request("invalid field selector: '" + std::string(selector) +
+                                   "': unescaped '" + std::string(1, c) + "' in a value");
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+// Splits on commas that are not escaped with a backslash.
+std::vector<std::string_view> split_field_terms(std::string_view text) {
+  std::vector<std::string_view> terms;
+  std::size_t start = 0;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '\\') {
+      ++i;
+    } else if (text[i] == ',') {
+      terms.push_back(text.substr(start, i - start));
+      start = i + 1;
+    }
+  }
+  terms.push_back(text.substr(start));
+  return terms;
+}
+
+}  // namespace
+
 Expected<FieldSelector> FieldSelector::parse(std::string_view text) {
   FieldSelector selector;
   if (trim(text).empty()) return selector;
-  std::size_t start = 0;
-  while (true) {
-    auto comma = text.find(',', start);
-    std::string_view term =
-        trim(text.substr(start, comma == text.npos ? text.npos : comma - start));
+  for (std::string_view raw_term : split_field_terms(text)) {
+    std::string_view term = trim(raw_term);
     Requirement r;
     std::size_t pos;
     std::size_t op_len;
@@ -242,13 +283,13 @@ Expected<FieldSelector> FieldSelector::parse(std::string_view text) {
                                    "'; can't understand '" + std::string(term) + "'");
     }
     r.field = std::string(trim(term.substr(0, pos)));
-    r.value = std::string(trim(term.substr(pos + op_len)));
+    auto value = unescape_field_value(text, trim(term.substr(pos + op_len)));
+    if (!value) return value.error();
+    r.value = std::move(*value);
     if (r.field != "metadata.name" && r.field != "metadata.namespace") {
       return ApiError::bad_request("field label not supported: " + r.field);
     }
     selector.requirements_.push_back(std::move(r));
-    if (comma == text.npos) break;
-    start = comma + 1;
   }
   return selector;
 }

@@ -1,5 +1,7 @@
 #include "aggregator/apimachinery/status.h"
 
+#include "aggregator/apimachinery/codec.h"
+
 namespace dpa::api {
 namespace {
 
@@ -34,7 +36,7 @@ nlohmann::ordered_json ApiError::to_ordered_json() const {
 
 nlohmann::json ApiError::to_json() const { return nlohmann::json::parse(body()); }
 
-std::string ApiError::body() const { return to_ordered_json().dump(); }
+std::string ApiError::body() const { return dump_json(to_ordered_json()); }
 
 ApiError ApiError::bad_request(std::string message) {
   return make(400, "BadRequest", std::move(message));

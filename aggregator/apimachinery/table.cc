@@ -1,5 +1,7 @@
 #include "aggregator/apimachinery/table.h"
 
+#include "aggregator/apimachinery/codec.h"
+
 namespace dpa::api {
 
 Expected<IncludeObject> parse_include_object(std::string_view value) {
@@ -57,7 +59,7 @@ std::string encode_watch_event(std::string_view type, const nlohmann::json& obje
   nlohmann::ordered_json e;
   e["type"] = type;
   e["object"] = object;
-  std::string line = e.dump();
+  std::string line = dump_json(e);
   line.push_back('\n');
   return line;
 }

@@ -17,6 +17,7 @@
 #include "aggregator/delegate/delegate_proxy.h"
 #include "aggregator/http/server.h"
 #include "aggregator/http/tls.h"
+#include "aggregator/observability/containment.h"
 #include "aggregator/observability/log.h"
 #include "aggregator/observability/metrics.h"
 #include "aggregator/plugin/datasources.h"
@@ -27,7 +28,6 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
-#include <boost/asio/thread_pool.hpp>
 
 #include <csignal>
 #include <filesystem>
@@ -74,9 +74,9 @@ int serve(const Config& config) {
   boost::asio::io_context io(1);
   std::vector<std::unique_ptr<boost::asio::io_context>> io_workers;
   for (int i = 1; i < threads; ++i) io_workers.push_back(std::make_unique<boost::asio::io_context>(1));
-  boost::asio::thread_pool blocking(2);
+  obs::WorkerPool blocking(2, "blocking pool");
   // Large query replies are encoded here, not on the I/O thread that received them.
-  boost::asio::thread_pool encoding(static_cast<std::size_t>(threads));
+  obs::WorkerPool encoding(static_cast<std::size_t>(threads), "encoding pool");
 
   dataplaneservice::RestOptions rest_options;
   rest_options.max_body_bytes = config.max_body_bytes;
@@ -242,9 +242,9 @@ int serve(const Config& config) {
   std::vector<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> keep_running;
   for (auto& worker : io_workers) {
     keep_running.push_back(boost::asio::make_work_guard(*worker));
-    pool.emplace_back([context = worker.get()] { context->run(); });
+    pool.emplace_back([context = worker.get()] { obs::run_contained(*context, "I/O thread"); });
   }
-  io.run();
+  obs::run_contained(io, "main I/O thread");
   // The server has drained (or the grace period ended): the workers have nothing left to finish.
   keep_running.clear();
   for (auto& worker : io_workers) worker->stop();

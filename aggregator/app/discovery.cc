@@ -12,44 +12,64 @@ json group_version_entry(const std::string& group, const std::string& version) {
   return {{"groupVersion", group + "/" + version}, {"version", version}};
 }
 
-// Appends `group` to `groups` (by name); versions of an existing entry are extended, not doubled.
-void add_legacy_group(json& groups, std::map<std::string, std::size_t>& index, const json& group) {
-  if (!group.is_object() || !group.contains("name") || !group["name"].is_string()) return;
-  const std::string name = group["name"];
+// The delegate's documents are outside data: anything not shaped as discovery expects is skipped
+// here, never dereferenced with a throwing accessor.
+std::string string_field(const json& object, const char* key) {
+  if (!object.is_object()) return {};
+  auto it = object.find(key);
+  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+// The well-formed entries of a `versions` array (objects with a string `version`).
+json valid_versions(const json& entry) {
+  json out = json::array();
+  auto it = entry.find("versions");
+  if (it == entry.end() || !it->is_array()) return out;
+  for (const auto& v : *it) {
+    if (!string_field(v, "version").empty()) out.push_back(v);
+  }
+  return out;
+}
+
+// Appends `entry` to `list` under `name`; versions of an existing entry are extended, not doubled.
+void add_entry(json& list, std::map<std::string, std::size_t>& index, const std::string& name,
+               json entry) {
+  json versions = valid_versions(entry);
   auto found = index.find(name);
   if (found == index.end()) {
-    index[name] = groups.size();
-    groups.push_back(group);
+    entry["versions"] = std::move(versions);
+    index[name] = list.size();
+    list.push_back(std::move(entry));
     return;
   }
-  json& existing = groups[found->second]["versions"];
-  if (!existing.is_array()) existing = json::array();
-  for (const auto& v : group.value("versions", json::array())) {
+  json& existing = list[found->second]["versions"];
+  for (auto& v : versions) {
+    const std::string version = string_field(v, "version");
     bool known = std::any_of(existing.begin(), existing.end(), [&](const json& e) {
-      return e.value("version", "") == v.value("version", "");
+      return string_field(e, "version") == version;
     });
-    if (!known) existing.push_back(v);
+    if (!known) existing.push_back(std::move(v));
   }
+}
+
+void add_legacy_group(json& groups, std::map<std::string, std::size_t>& index, const json& group) {
+  const std::string name = string_field(group, "name");
+  if (name.empty()) return;
+  json entry = group;
+  // A preferredVersion that is not an object would break clients that read it.
+  if (entry.contains("preferredVersion") && !entry["preferredVersion"].is_object()) {
+    entry.erase("preferredVersion");
+  }
+  add_entry(groups, index, name, std::move(entry));
 }
 
 void add_discovery_item(json& items, std::map<std::string, std::size_t>& index, const json& item) {
   if (!item.is_object()) return;
-  const std::string name = item.value("/metadata/name"_json_pointer, "");
+  auto metadata = item.find("metadata");
+  if (metadata == item.end()) return;
+  const std::string name = string_field(*metadata, "name");
   if (name.empty()) return;
-  auto found = index.find(name);
-  if (found == index.end()) {
-    index[name] = items.size();
-    items.push_back(item);
-    return;
-  }
-  json& existing = items[found->second]["versions"];
-  if (!existing.is_array()) existing = json::array();
-  for (const auto& v : item.value("versions", json::array())) {
-    bool known = std::any_of(existing.begin(), existing.end(), [&](const json& e) {
-      return e.value("version", "") == v.value("version", "");
-    });
-    if (!known) existing.push_back(v);
-  }
+  add_entry(items, index, name, item);
 }
 
 std::vector<std::pair<std::string, std::vector<std::string>>> by_group(

@@ -1,5 +1,6 @@
 #include "aggregator/app/front_router.h"
 
+#include "aggregator/apimachinery/codec.h"
 #include "aggregator/app/discovery.h"
 #include "aggregator/controller/registration_controller.h"
 #include "aggregator/dataplane/dispatcher.h"
@@ -7,6 +8,7 @@
 #include "aggregator/dataplaneservice/rest_handler.h"
 #include "aggregator/dataplaneservice/types.h"
 #include "aggregator/delegate/delegate_proxy.h"
+#include "aggregator/http/wire.h"
 #include "aggregator/observability/metrics.h"
 
 #include <set>
@@ -125,13 +127,13 @@ void FrontRouter::serve_discovery(std::shared_ptr<http::Exchange> exchange) {
       // kubectl command print an error. They are listed in legacy discovery only.
       json doc = merge_discovery_list(dataplaneservice::RestHandler::aggregated_discovery_group(),
                                       {}, delegate_doc, *aggregated);
-      http::Response response = http::Response::json(200, doc.dump());
+      http::Response response = http::Response::json(200, api::dump_json(doc));
       response.headers = {{"Content-Type", aggregated_content_type(*aggregated)}, {"Vary", "Accept"}};
       return exchange->respond(std::move(response));
     }
     json doc = merge_group_list(dataplaneservice::RestHandler::api_group(), plugins,
                                 delegate_v2 ? json(nullptr) : delegate_doc);
-    exchange->respond(http::Response::json(200, doc.dump()));
+    exchange->respond(http::Response::json(200, api::dump_json(doc)));
   };
 
   if (!deps_.delegate.configured()) return respond(nullptr, false);
@@ -145,7 +147,7 @@ void FrontRouter::serve_discovery(std::shared_ptr<http::Exchange> exchange) {
         }
         std::string content_type;
         for (const auto& [name, value] : result->headers) {
-          if (name.size() == 12 && strncasecmp(name.c_str(), "Content-Type", 12) == 0) content_type = value;
+          if (http::iequals(name, "Content-Type")) content_type = value;
         }
         json doc = json::parse(result->body, nullptr, false);
         if (doc.is_discarded()) return respond(nullptr, false);
@@ -164,10 +166,10 @@ void FrontRouter::serve_openapi_index(std::shared_ptr<http::Exchange> exchange) 
           json doc = json::parse(result->body, nullptr, false);
           if (!doc.is_discarded() && doc.contains("paths") && doc["paths"].is_object()) index = doc;
         }
-        for (auto& [key, value] : dataplaneservice::RestHandler::openapi_v3_index_paths().items()) {
-          index["paths"][key] = value;
-        }
-        exchange->respond(http::Response::json(200, index.dump()));
+        // Held by name: items() of a temporary would iterate a destroyed object.
+        const json ours = dataplaneservice::RestHandler::openapi_v3_index_paths();
+        for (const auto& [key, value] : ours.items()) index["paths"][key] = value;
+        exchange->respond(http::Response::json(200, api::dump_json(index)));
       });
 }
 
@@ -178,7 +180,7 @@ bool FrontRouter::serve_plugin_group_discovery(http::Exchange& exchange) {
   if (segments.size() == 3) {
     if (!table->find(segments[1], segments[2])) return false;
     json doc = empty_resource_list({std::string(segments[1]), std::string(segments[2])});
-    exchange.respond(http::Response::json(200, doc.dump()));
+    exchange.respond(http::Response::json(200, api::dump_json(doc)));
     return true;
   }
   std::vector<GroupVersion> plugins;
@@ -190,15 +192,19 @@ bool FrontRouter::serve_plugin_group_discovery(http::Exchange& exchange) {
   json group = list["groups"][0];
   group["kind"] = "APIGroup";
   group["apiVersion"] = "v1";
-  exchange.respond(http::Response::json(200, group.dump()));
+  exchange.respond(http::Response::json(200, api::dump_json(group)));
   return true;
 }
 
 std::pair<std::string, std::string> FrontRouter::classify(std::string_view method,
                                                           std::string_view path,
                                                           std::string_view query) {
-  std::string verb(method);
-  for (auto& c : verb) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  // Label values come from a fixed set, never from the request: a client sending random methods
+  // or paths must not grow /metrics without bound.
+  std::string verb = "other";
+  for (const char* known : {"get", "head", "post", "put", "patch", "delete", "options"}) {
+    if (http::iequals(method, known)) verb = known;
+  }
   if (is_health_path(path)) return {verb, "health"};
   if (path == "/metrics" || path == "/version") return {verb, std::string(path.substr(1))};
   if (starts_with(path, "/openapi")) return {verb, "openapi"};
@@ -232,7 +238,10 @@ std::pair<std::string, std::string> FrontRouter::classify(std::string_view metho
           std::string_view kind = segments[i + 2];
           if (kind == "resources") return {verb, "route"};
           if (kind == "proxy") return {verb, "datasource-proxy"};
-          return {verb, std::string(kind)};
+          if (kind == "query" || kind == "health" || kind == "stream") {
+            return {verb, std::string(kind)};
+          }
+          return {verb, "delegate"};
         }
       }
     }

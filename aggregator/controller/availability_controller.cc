@@ -4,6 +4,7 @@
 // (generation numbers) and writes the condition only when it differs from the last one written.
 #include "aggregator/controller/availability_controller.h"
 
+#include "aggregator/observability/containment.h"
 #include "aggregator/observability/log.h"
 
 namespace dpa::controller {
@@ -88,13 +89,15 @@ void AvailabilityController::run() {
       state_->dirty = false;
       results.swap(state_->results);
     }
-    for (auto& r : results) {
-      auto it = in_flight_.find(r.name);
-      if (it == in_flight_.end() || it->second != r.generation) continue;  // superseded
-      in_flight_.erase(it);
-      record(r.name, std::move(r.condition));
-    }
-    if (evaluate) evaluate_all();
+    obs::contain("availability controller", [&] {
+      for (auto& r : results) {
+        auto it = in_flight_.find(r.name);
+        if (it == in_flight_.end() || it->second != r.generation) continue;  // superseded
+        in_flight_.erase(it);
+        record(r.name, std::move(r.condition));
+      }
+      if (evaluate) evaluate_all();
+    });
   }
 }
 

@@ -8,6 +8,7 @@
 #include "aggregator/controller/registration_controller.h"
 
 #include "aggregator/dataplaneservice/types.h"
+#include "aggregator/observability/containment.h"
 #include "aggregator/observability/log.h"
 
 #include <nlohmann/json.hpp>
@@ -80,10 +81,12 @@ void RegistrationController::run() {
       if (stopping_) return;
       batch.swap(queue_);
     }
-    for (const auto& events : batch) {
-      for (const auto& event : events) apply(event);
-    }
-    publish();
+    obs::contain("registration controller", [&] {
+      for (const auto& events : batch) {
+        for (const auto& event : events) apply(event);
+      }
+      publish();
+    });
   }
 }
 

@@ -5,8 +5,24 @@
 #include "aggregator/dataplane/health_handler.h"
 #include "aggregator/dataplane/metrics_handler.h"
 #include "aggregator/dataplane/query_handler.h"
+#include "aggregator/dataplane/resource_handler.h"
+#include "aggregator/frames/utf8.h"
 
 namespace dpa::dataplane {
+namespace {
+
+bool path_is_utf8(const http::Exchange& exchange, const RouteMatch& match) {
+  using frames::is_valid_utf8;
+  if (!is_valid_utf8(exchange.path()) || !is_valid_utf8(exchange.query())) return false;
+  if (!is_valid_utf8(match.namespace_name) || !is_valid_utf8(match.datasource_uid)) return false;
+  if (!is_valid_utf8(percent_decode_path(match.sub_path))) return false;
+  for (const auto& [name, value] : match.path_params) {
+    if (!is_valid_utf8(value)) return false;
+  }
+  return true;
+}
+
+}  // namespace
 
 DataPlane::DataPlane(DataPlaneContext context)
     : context_(std::make_shared<const DataPlaneContext>(std::move(context))) {
@@ -41,6 +57,12 @@ void DataPlane::handle(std::shared_ptr<http::Exchange> exchange, RouteMatch matc
         "the server does not allow this method on the requested resource"));
     if (!match.allow.empty()) response.headers.emplace_back("Allow", match.allow);
     return exchange->respond(std::move(response));
+  }
+  if (!path_is_utf8(*exchange, match)) {
+    // Path values travel in protobuf string fields, which must hold UTF-8 (Go plugins refuse
+    // anything else): the request is bad, not the plugin.
+    return exchange->respond_error(
+        api::ApiError::bad_request("the request path or query is not valid UTF-8"));
   }
   const auto& handler = handlers_.at(static_cast<std::size_t>(match.endpoint));
   if (!handler) {

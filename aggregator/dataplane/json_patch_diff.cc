@@ -3,6 +3,7 @@
 // (removals from the end so indices stay valid while the patch is applied in order). Anything else
 // that differs is replaced whole. The patch is not minimal for inserted array elements, but it is
 // always correct, which is what an admission webhook's patch must be.
+#include "aggregator/apimachinery/codec.h"
 #include "aggregator/dataplane/json_patch_diff.h"
 
 namespace dpa::dataplane {
@@ -20,7 +21,7 @@ ojson op(const char* name, const std::string& path) {
 
 ojson op(const char* name, const std::string& path, const json& value) {
   ojson o = op(name, path);
-  o["value"] = ojson::parse(value.dump());
+  o["value"] = ojson::parse(api::dump_json(value));
   return o;
 }
 

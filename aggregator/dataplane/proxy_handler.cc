@@ -5,6 +5,7 @@
 #include "aggregator/dataplane/proxy_handler.h"
 
 #include "aggregator/dataplane/resource_handler.h"
+#include "aggregator/http/wire.h"
 #include "aggregator/observability/log.h"
 
 #include <boost/asio/dispatch.hpp>
@@ -22,18 +23,6 @@ std::string base64(std::string_view data) {
                                 static_cast<int>(data.size()));
   out.resize(static_cast<std::size_t>(n));
   return out;
-}
-
-// "1.2.3.4:5678" -> "1.2.3.4"; "[::1]:5678" -> "::1".
-std::string client_ip(const std::string& remote) {
-  std::string_view r = remote;
-  const auto colon = r.rfind(':');
-  if (colon != std::string_view::npos && r.find(':') == colon) r = r.substr(0, colon);
-  if (!r.empty() && r.front() == '[') {
-    const auto close = r.find(']');
-    r = r.substr(1, close == std::string_view::npos ? std::string_view::npos : close - 1);
-  }
-  return std::string(r);
 }
 
 bool climbs_out(std::string_view sub_path) {
@@ -151,7 +140,7 @@ api::Expected<std::pair<http::Endpoint, http::ClientRequest>> make_proxy_request
     if (drop_request_header(name, header)) continue;
     request.headers.emplace_back(std::string(name), std::string(field.value()));
   }
-  const std::string ip = client_ip(exchange.remote_address());
+  const std::string ip(http::address_of(exchange.remote_address()));
   if (!ip.empty()) forwarded_for = forwarded_for.empty() ? ip : forwarded_for + ", " + ip;
   if (!forwarded_for.empty()) request.headers.emplace_back("X-Forwarded-For", forwarded_for);
   request.headers.emplace_back("X-Forwarded-Proto", exchange.is_tls() ? "https" : "http");

@@ -4,6 +4,7 @@
 // and WebSocketSession, which speaks the protocol over the raw ByteStream left after a 101.
 #pragma once
 
+#include "aggregator/frames/utf8.h"
 #include "aggregator/http/exchange.h"
 
 #include <boost/asio/steady_timer.hpp>
@@ -57,7 +58,7 @@ std::string encode_frame(WsOpcode opcode, std::string_view payload, bool fin = t
 // The payload of a close frame: 2-byte code (network order) + UTF-8 reason (<= 123 bytes).
 std::string close_payload(std::uint16_t code, std::string_view reason);
 
-bool is_valid_utf8(std::string_view text);
+using frames::is_valid_utf8;
 
 // What the decoder found in the bytes fed so far.
 struct WsEvent {

@@ -153,9 +153,9 @@ void respond_json(const std::shared_ptr<http::Exchange>& ex, int code, const jso
   r.status = code;
   r.headers.emplace_back("Content-Type", negotiated.content_type());
   for (const auto& w : warnings) {
-    r.headers.emplace_back("Warning", "299 - " + json(w).dump());
+    r.headers.emplace_back("Warning", "299 - " + api::dump_json(json(w)));
   }
-  r.body = negotiated.kind == api::MediaKind::kYaml ? api::to_yaml(body) : body.dump();
+  r.body = negotiated.kind == api::MediaKind::kYaml ? api::to_yaml(body) : api::dump_json(body);
   ex->respond(std::move(r));
 }
 
@@ -424,9 +424,11 @@ void RestHandler::handle(std::shared_ptr<http::Exchange> ex) {
     return respond_error(ex, api::ApiError::not_found("the server could not find the requested "
                                                       "resource"));
   }
+  // Every segment counts, empty ones too: ".../<name>/" names no object (404, as kube-apiserver
+  // answers), it is not ".../<name>".
   std::vector<std::string> segments;
   std::string_view rest = path.substr(kBase.size() + 1);
-  while (!rest.empty()) {
+  for (;;) {
     auto slash = rest.find('/');
     segments.push_back(percent_decode(rest.substr(0, slash)));
     if (slash == std::string_view::npos) break;
@@ -620,10 +622,14 @@ void RestHandler::handle_list(const std::shared_ptr<http::Exchange>& ex, bool fo
     }
     bool exact = req.resource_version_match == "Exact" ||
                  (req.resource_version_match.empty() && req.limit > 0 && rv != 0);
-    if (exact && rv < store_.compacted_revision()) {
-      return respond_error(ex, api::ApiError::expired(
-                                   "too old resource version: " + std::to_string(rv) + " (" +
-                                   std::to_string(store_.compacted_revision() + 1) + ")"));
+    // An exact read must show the state at `rv`. Lists are served from the current state only,
+    // so a revision that has since changed is answered as kube-apiserver answers a compacted one
+    // (410 Gone: the client relists), never with newer objects under the old revision.
+    if (exact && rv < current) {
+      const int64_t oldest = std::max(store_.compacted_revision() + 1, current);
+      return respond_error(ex, api::ApiError::expired("too old resource version: " +
+                                                      std::to_string(rv) + " (" +
+                                                      std::to_string(oldest) + ")"));
     }
   }
   auto listed = store_.list(opts);
@@ -740,9 +746,10 @@ void RestHandler::handle_watch(const std::shared_ptr<http::Exchange>& ex,
   session->attach(std::move(*watch));
 
   std::chrono::seconds timeout;
-  if (req.timeout_seconds) {
+  if (req.timeout_seconds && *req.timeout_seconds > 0) {
     timeout = std::chrono::seconds(*req.timeout_seconds);
   } else {
+    // timeoutSeconds=0 means "not set" to kube-apiserver too (it would otherwise end at once).
     // Like kube-apiserver: a random length in [min, 2*min) spreads re-watches out.
     thread_local std::mt19937 rng{std::random_device{}()};
     std::uniform_int_distribution<long long> extra(0, options_.min_watch_timeout.count());

@@ -1,5 +1,7 @@
 #include "aggregator/dataplaneservice/types.h"
 
+#include "aggregator/apimachinery/codec.h"
+
 #include <algorithm>
 #include <array>
 #include <regex>
@@ -16,7 +18,7 @@ constexpr std::array<const char*, 9> kServiceTypes = {
 constexpr std::array<const char*, 9> kMethods = {"GET",    "HEAD",    "POST",    "PUT",  "PATCH",
                                                  "DELETE", "OPTIONS", "CONNECT", "TRACE"};
 
-std::string json_quote(const std::string& s) { return nlohmann::json(s).dump(); }
+std::string json_quote(const std::string& s) { return api::dump_json(nlohmann::json(s)); }
 
 StatusCause required(const std::string& field) {
   return {"FieldValueRequired", "Required value", field};
@@ -147,7 +149,7 @@ api::Expected<Spec> decode_spec(const nlohmann::json& object) {
     if (!spec.contains(key) || spec[key].is_null()) return;
     if (!spec[key].is_string()) {
       causes.push_back({"FieldValueTypeInvalid",
-                        "Invalid value: " + spec[key].dump() + ": must be a string",
+                        "Invalid value: " + api::dump_json(spec[key]) + ": must be a string",
                         std::string("spec.") + key});
       return;
     }
@@ -175,7 +177,7 @@ api::Expected<Spec> decode_spec(const nlohmann::json& object) {
           if (!item.contains(key) || item[key].is_null()) continue;
           if (!item[key].is_string()) {
             causes.push_back({"FieldValueTypeInvalid",
-                              "Invalid value: " + item[key].dump() + ": must be a string",
+                              "Invalid value: " + api::dump_json(item[key]) + ": must be a string",
                               field + "." + key});
             continue;
           }
@@ -393,6 +395,59 @@ void prune_unknown_fields(nlohmann::json& object) {
   }
 }
 
+namespace {
+
+const char* json_type_name(const nlohmann::json& v) {
+  if (v.is_number()) return "number";
+  if (v.is_boolean()) return "bool";
+  if (v.is_array()) return "array";
+  if (v.is_object()) return "object";
+  return "string";
+}
+
+api::ApiError cannot_unmarshal(const nlohmann::json& value, const std::string& field,
+                               const char* go_type) {
+  return api::ApiError::bad_request(
+      std::string(kKind) + " in version \"" + kVersion + "\" cannot be handled as a " + kKind +
+      ": json: cannot unmarshal " + json_type_name(value) + " into Go struct field ObjectMeta." +
+      field + " of type " + go_type);
+}
+
+// What kube-apiserver's decoder refuses (400) before validation: ObjectMeta fields of the wrong
+// JSON type. Without this a label value 5 or a finalizer {} would be stored as given.
+api::Outcome check_metadata_types(const nlohmann::json& object) {
+  auto meta = object.find("metadata");
+  if (meta == object.end() || meta->is_null()) return api::Ok{};
+  if (!meta->is_object()) return cannot_unmarshal(*meta, "metadata", "v1.ObjectMeta");
+  for (const char* key : {"name", "generateName", "namespace", "uid", "resourceVersion"}) {
+    auto it = meta->find(key);
+    if (it != meta->end() && !it->is_null() && !it->is_string()) {
+      return cannot_unmarshal(*it, std::string("metadata.") + key, "string");
+    }
+  }
+  for (const char* key : {"labels", "annotations"}) {
+    auto it = meta->find(key);
+    if (it == meta->end() || it->is_null()) continue;
+    if (!it->is_object()) {
+      return cannot_unmarshal(*it, std::string("metadata.") + key, "map[string]string");
+    }
+    for (const auto& [k, v] : it->items()) {
+      if (!v.is_string() && !v.is_null()) {
+        return cannot_unmarshal(v, std::string("metadata.") + key, "string");
+      }
+    }
+  }
+  if (auto it = meta->find("finalizers"); it != meta->end() && !it->is_null()) {
+    if (!it->is_array()) return cannot_unmarshal(*it, "metadata.finalizers", "[]string");
+    for (const auto& v : *it) {
+      if (!v.is_string()) return cannot_unmarshal(v, "metadata.finalizers", "string");
+    }
+  }
+  return api::Ok{};
+}
+
+}  // namespace
+
 api::Outcome check_type_meta(const nlohmann::json& object) {
   const std::string expected_api_version = std::string(kGroup) + "/" + kVersion;
   if (!object.is_object()) {
@@ -404,10 +459,10 @@ api::Outcome check_type_meta(const nlohmann::json& object) {
   std::string api_version = object.contains("apiVersion") && object["apiVersion"].is_string()
                                 ? object["apiVersion"].get<std::string>() : "";
   if (kind.empty()) {
-    return api::ApiError::bad_request("Object 'Kind' is missing in '" + object.dump() + "'");
+    return api::ApiError::bad_request("Object 'Kind' is missing in '" + api::dump_json(object) + "'");
   }
   if (api_version.empty()) {
-    return api::ApiError::bad_request("Object 'apiVersion' is missing in '" + object.dump() + "'");
+    return api::ApiError::bad_request("Object 'apiVersion' is missing in '" + api::dump_json(object) + "'");
   }
   if (api_version != expected_api_version) {
     return api::ApiError::bad_request("the API version in the data (" + api_version +
@@ -418,7 +473,7 @@ api::Outcome check_type_meta(const nlohmann::json& object) {
     return api::ApiError::bad_request("the kind in the data (" + kind +
                                       ") does not match the expected kind (" + kKind + ")");
   }
-  return api::Ok{};
+  return check_metadata_types(object);
 }
 
 }  // namespace dpa::dataplaneservice

@@ -53,7 +53,7 @@ api::Expected<json> object_from_record(const storage::Record& record) {
 
 std::string stored_value(json object) {
   meta_of(object).erase("resourceVersion");
-  return object.dump();
+  return api::dump_json(object);
 }
 
 api::ManagedFieldsConfig fields_config(bool status) {
@@ -379,7 +379,7 @@ api::Expected<WriteResult> RestHandler::remove(const WriteRequest& req) {
     const json& o = *options;
     if (o.contains("dryRun") && o["dryRun"].is_array()) {
       std::vector<std::string> values;
-      for (const auto& v : o["dryRun"]) values.push_back(v.is_string() ? v.get<std::string>() : v.dump());
+      for (const auto& v : o["dryRun"]) values.push_back(v.is_string() ? v.get<std::string>() : api::dump_json(v));
       if (auto ok = api::validate_dry_run(values, "DeleteOptions"); !ok) return ok.error();
       dry_run = dry_run || !values.empty();
     }

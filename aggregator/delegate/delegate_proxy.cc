@@ -20,12 +20,6 @@ constexpr std::size_t kFetchBodyLimit = 16 << 20;
 
 std::string_view sv(boost::beast::string_view s) { return {s.data(), s.size()}; }
 
-std::string_view client_ip(const std::string& remote) {
-  std::string_view r = remote;
-  std::size_t colon = r.rfind(':');
-  return colon == std::string_view::npos ? r : r.substr(0, colon);
-}
-
 // Copies bytes both ways between the client and the delegate until either side closes.
 class Tunnel : public std::enable_shared_from_this<Tunnel> {
  public:
@@ -141,7 +135,7 @@ class Forward : public std::enable_shared_from_this<Forward> {
       head.append(forwarded_for);
       head.append(", ");
     }
-    head.append(client_ip(remote));
+    head.append(http::address_of(remote));
     head.append("\r\n");
     http::append_header(head, "X-Forwarded-Proto", ex_->is_tls() ? "https" : "http");
     if (!original_host.empty()) http::append_header(head, "X-Forwarded-Host", original_host);
@@ -163,7 +157,12 @@ class Forward : public std::enable_shared_from_this<Forward> {
   void pump_request() {
     auto self = shared_from_this();
     ex_->read_body_some([self](bool ok, std::string chunk, bool last) {
-      if (!ok) return self->call_->cancel();
+      if (!ok) {
+        // The client's body is malformed (a bad chunk size) or it went away: the fault is the
+        // client's, so the answer (if it is still there) is 400, not the upstream's 503.
+        self->request_body_failed_ = true;
+        return self->call_->cancel();
+      }
       self->call_->write_body(std::move(chunk), last, [self, last](bool ok) {
         if (ok && !last) self->pump_request();
       });
@@ -172,6 +171,9 @@ class Forward : public std::enable_shared_from_this<Forward> {
 
   void on_head(api::Outcome result) {
     if (!result) {
+      if (request_body_failed_) {
+        return ex_->respond_error(api::ApiError::bad_request("the request body could not be read"));
+      }
       api::ApiError error = std::move(result).error();
       if (error.code == 503) {
         error = api::ApiError::unavailable("delegate unavailable: " + error.message, 1);
@@ -180,7 +182,13 @@ class Forward : public std::enable_shared_from_this<Forward> {
     }
     const auto& head = call_->head();
     int status = static_cast<int>(head.result_int());
-    if (status == 101 && upgrade_) return start_tunnel();
+    if (status == 101) {
+      if (upgrade_) return start_tunnel();
+      // A protocol switch the client did not ask for cannot be relayed: its bytes would follow.
+      call_->cancel();
+      return ex_->respond_error(
+          api::ApiError::bad_gateway("the delegate switched protocols without being asked to"));
+    }
 
     http::ResponseHead out;
     out.status = status;
@@ -244,6 +252,7 @@ class Forward : public std::enable_shared_from_this<Forward> {
   bool body_streamed_ = false;
   bool chunked_ = false;
   bool upgrade_ = false;
+  bool request_body_failed_ = false;
 };
 
 }  // namespace

@@ -7,6 +7,8 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include "aggregator/frames/utf8.h"
+
 #include <string>
 #include <string_view>
 #include <utility>
@@ -48,9 +50,8 @@ inline float to_float32(double v) {
 // The double a JSON reader gets back from append_float32's text (e.g. 3.4028235e+38).
 double float32_as_json_double(float v);
 
-bool is_valid_utf8(std::string_view s);
-// `s` with every invalid UTF-8 byte replaced by U+FFFD.
-std::string to_valid_utf8(std::string_view s);
+using frames::is_valid_utf8;
+using frames::to_valid_utf8;
 
 // True when `text` nests arrays/objects at most `max_depth` deep (strings are skipped).
 bool depth_within(std::string_view text, int max_depth);

@@ -43,8 +43,12 @@ namespace {
 
 constexpr std::size_t kReadSize = 16 * 1024;
 constexpr std::size_t kBodyChunk = 64 * 1024;
-constexpr std::uint32_t kMaxResponseHeader = 1 << 20;
-constexpr std::chrono::milliseconds kPeekAfterIdle{1000};
+// An upstream response head larger than this is refused with 502, as nginx refuses one that
+// overflows its proxy buffer ("upstream sent too big header"); the same bound as our own
+// request heads (ServerOptions::max_header_bytes).
+constexpr std::uint32_t kMaxResponseHeader = 64 * 1024;
+// Interim (1xx) responses accepted before the final one; more is a misbehaving upstream.
+constexpr int kMaxInterimResponses = 16;
 
 // One upstream connection; owned by a call while in use, by the pool while idle.
 struct Connection {
@@ -76,14 +80,16 @@ struct Connection {
     socket().shutdown(tcp::socket::shutdown_both, ec);
     socket().close(ec);
   }
-  // A pooled connection the server has closed (or that holds unexpected bytes) is useless. TLS
-  // peers may legitimately send records (session tickets) on an idle connection, so only EOF and
-  // errors count there.
+  // A pooled connection is reused only when it is silent: the server closed it (EOF), or sent
+  // bytes nobody asked for, which would be taken for the next request's response (Go's
+  // transport closes such a connection the same way). Over TLS the record layer may hold
+  // decrypted bytes already (SSL_pending); a TLS server's session tickets arrive right after the
+  // handshake and are consumed with the first response, so later bytes are unsolicited there too.
   bool looks_alive() {
+    if (tls && SSL_pending(tls->native_handle()) > 0) return false;
     char byte;
     ssize_t n = ::recv(socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n == 0) return false;
-    if (n > 0) return static_cast<bool>(tls);
+    if (n >= 0) return false;
     return errno == EAGAIN || errno == EWOULDBLOCK;
   }
 };
@@ -180,11 +186,9 @@ struct HttpClient::Impl {
         it->second.pop_back();
         --idle_count;
       }
-      // The peek costs a syscall, so only connections idle long enough for a server-side idle
-      // timeout are checked; a fresher one that turns out closed is retried by the call.
-      auto idle_for = now - conn->idle_since;
-      if (idle_for < kPeekAfterIdle) return conn;
-      if (idle_for < options.idle_timeout && conn->looks_alive()) return conn;
+      // Checked on every reuse (one non-blocking peek): a connection that received an
+      // unsolicited response while idle must never carry another request.
+      if (now - conn->idle_since < options.idle_timeout && conn->looks_alive()) return conn;
       conn->close();
     }
   }
@@ -432,11 +436,7 @@ class Call final : public ClientCall, public std::enable_shared_from_this<Call> 
       head = build_head();
     }
     head_request_ = iequals(request_.method, "HEAD");
-    parser_.emplace();
-    parser_->header_limit(kMaxResponseHeader);
-    parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
-    parser_->eager(false);
-    if (head_request_) parser_->skip(true);
+    new_parser();
     queue_.push_back({std::move(head), {}});
     if (!request_.body_streamed && !request_.body.empty()) {
       queue_.push_back({request_.body, {}});
@@ -474,6 +474,13 @@ class Call final : public ClientCall, public std::enable_shared_from_this<Call> 
     }
     out.append("\r\n");
     return out;
+  }
+
+  bool idempotent() const {
+    for (const char* m : {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"}) {
+      if (request_.method == m) return true;
+    }
+    return false;
   }
 
   bool method_allows_body() const {
@@ -534,9 +541,9 @@ class Call final : public ClientCall, public std::enable_shared_from_this<Call> 
   }
 
   // --- reading the response --------------------------------------------------------------------
+  // Reads more bytes from the upstream; what is already buffered has been parsed.
   void do_read() {
     if (read_in_flight_ || !conn_) return;
-    if (conn_->buffer.size() > 0 && !parser_->is_header_done()) return parse_head();
     read_in_flight_ = true;
     auto self = shared_from_this();
     conn_->async_read_some(conn_->buffer.prepare(kReadSize),
@@ -554,30 +561,55 @@ class Call final : public ClientCall, public std::enable_shared_from_this<Call> 
     continue_body();
   }
 
+  // Parses what is buffered; a loop, not a recursion, over interim responses, and a partial
+  // head waits for the next read (the parser keeps unconsumed bytes in the buffer).
   void parse_head() {
-    error_code ec;
-    std::size_t used = parser_->put(conn_->buffer.data(), ec);
-    conn_->buffer.consume(used);
-    if (ec == bhttp::error::need_more) return do_read();
-    if (ec) return fail(api::ApiError::bad_gateway("invalid response from " + endpoint_.host_header() + ": " + ec.message()));
-    if (!parser_->is_header_done()) return do_read();
-    int status = static_cast<int>(parser_->get().result_int());
-    if (status >= 100 && status < 200 && status != 101) {
+    for (;;) {
+      error_code ec;
+      std::size_t used = parser_->put(conn_->buffer.data(), ec);
+      conn_->buffer.consume(used);
+      if (ec == bhttp::error::need_more) {
+        if (conn_->buffer.size() >= kMaxResponseHeader) return fail(too_big_header());
+        return do_read();
+      }
+      if (ec == bhttp::error::header_limit) return fail(too_big_header());
+      if (ec) return fail(invalid_response(ec.message()));
+      if (!parser_->is_header_done()) return do_read();
+      int status = static_cast<int>(parser_->get().result_int());
+      if (status < 100 || status > 599) {
+        return fail(invalid_response("status code " + std::to_string(status)));
+      }
+      if (status >= 200 || status == 101) break;
       // Interim responses (100 Continue, 103 Early Hints) are not the answer.
-      parser_.emplace();
-      parser_->header_limit(kMaxResponseHeader);
-      parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
-      parser_->eager(false);
-      if (head_request_) parser_->skip(true);
-      return do_read();
+      if (++interim_responses_ > kMaxInterimResponses) {
+        return fail(invalid_response("more than " + std::to_string(kMaxInterimResponses) +
+                                     " interim responses"));
+      }
+      new_parser();
     }
     parser_->eager(true);
     head_done_ = true;
     if (!request_.timeout_includes_body) {
       timer_.cancel();
     }
-    if (status == 101) upgraded_ = true;
+    if (parser_->get().result_int() == 101) upgraded_ = true;
     deliver_head(api::Ok{});
+  }
+
+  void new_parser() {
+    parser_.emplace();
+    parser_->header_limit(kMaxResponseHeader);
+    parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
+    parser_->eager(false);
+    if (head_request_) parser_->skip(true);
+  }
+
+  api::ApiError too_big_header() const {
+    return api::ApiError::bad_gateway(endpoint_.host_header() + " sent too big a response header (over " +
+                                      std::to_string(kMaxResponseHeader) + " bytes)");
+  }
+  api::ApiError invalid_response(const std::string& why) const {
+    return api::ApiError::bad_gateway("invalid response from " + endpoint_.host_header() + ": " + why);
   }
 
   void deliver_head(api::Outcome result) {
@@ -696,8 +728,10 @@ class Call final : public ClientCall, public std::enable_shared_from_this<Call> 
                                          "ms"));
     }
     // A pooled connection the server closed while idle: retry once on a fresh one when nothing
-    // of the response was seen and the request can be sent again.
-    if (reused_ && !got_bytes_ && !request_.body_streamed && !head_done_) {
+    // of the response was seen and the request can be sent again. The request may have reached
+    // the server before it closed, so only idempotent methods are re-sent (RFC 9110 §9.2.2); a
+    // POST or PATCH fails instead of risking a second side effect.
+    if (reused_ && !got_bytes_ && !request_.body_streamed && !head_done_ && idempotent()) {
       reused_ = false;
       conn_->close();
       conn_.reset();
@@ -808,6 +842,7 @@ class Call final : public ClientCall, public std::enable_shared_from_this<Call> 
   std::optional<api::Outcome> head_result_;
   std::function<void(bool, std::string, bool)> body_cb_;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  int interim_responses_ = 0;
   bool reused_ = false;
   bool sending_ = false;
   bool head_request_ = false;

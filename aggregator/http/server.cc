@@ -41,8 +41,12 @@ void do_accept(std::shared_ptr<ServerState> state, tcp::acceptor* acceptor, bool
           // EMFILE and friends: keep accepting, the condition is usually transient.
           obs::warn("accept failed", {{"error", ec.message()}});
         } else {
-          bool counted = state->connections.load() < state->options.max_connections;
-          if (counted) state->connections.fetch_add(1);
+          // One compare-and-swap: a load and a separate add could let two accepts overshoot.
+          std::size_t open = state->connections.load();
+          bool counted = false;
+          while (open < state->options.max_connections &&
+                 !(counted = state->connections.compare_exchange_weak(open, open + 1))) {
+          }
           if (tls) {
             start_tls_session(state, std::move(socket), counted);
           } else {

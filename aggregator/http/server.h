@@ -25,11 +25,14 @@ struct ServerOptions {
   std::size_t max_header_bytes = 64 * 1024;   // over -> 431 Status
   std::chrono::seconds header_timeout{10};    // whole header must arrive within -> close (slowloris)
   std::chrono::seconds idle_timeout{90};      // keep-alive idle
+  // A request body must be read within this, from the request's start (kube's request timeout).
+  std::chrono::seconds body_timeout{60};
   std::size_t max_connections = 10000;        // over -> 503 Status then close
   bool access_log = true;                     // one obs::info("request") line per request
   // Finer-grained overrides for tests (take precedence over the seconds above when non-zero).
   std::chrono::milliseconds header_timeout_ms{0};
   std::chrono::milliseconds idle_timeout_ms{0};
+  std::chrono::milliseconds body_timeout_ms{0};
 };
 
 // What the observer hook sees at the end of every request (for Prometheus metrics).

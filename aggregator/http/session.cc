@@ -8,6 +8,7 @@
 #include "aggregator/http/session.h"
 
 #include "aggregator/http/wire.h"
+#include "aggregator/observability/containment.h"
 #include "aggregator/observability/log.h"
 
 #include <boost/asio/bind_executor.hpp>
@@ -24,7 +25,9 @@
 
 #include <atomic>
 #include <limits>
+#include <optional>
 #include <random>
+#include <stdexcept>
 
 namespace dpa::http {
 namespace net = boost::asio;
@@ -361,7 +364,10 @@ class Session final : public SessionControl, public std::enable_shared_from_this
     error_code ec;
     auto endpoint = lowest().socket().remote_endpoint(ec);
     if (!ec) {
-      remote_ = endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
+      // "[v6]:port" as in a URL authority, so the port can be told from the address.
+      const std::string address = endpoint.address().to_string();
+      remote_ = endpoint.address().is_v6() ? "[" + address + "]" : address;
+      remote_ += ":" + std::to_string(endpoint.port());
     }
     lowest().socket().set_option(tcp::no_delay(true), ec);
     if (state_->shutting_down.load()) {
@@ -505,6 +511,62 @@ class Session final : public SessionControl, public std::enable_shared_from_this
     on_request();
   }
 
+  // What RFC 9112 makes a server refuse before it reads a body, because two parsers could
+  // disagree about where the request ends (request smuggling) or which host it names. Beast
+  // accepts each of these; a proxy must not pass them on.
+  static std::optional<api::ApiError> framing_error(const Header& req) {
+    int hosts = 0, lengths = 0;
+    std::string codings;
+    for (const auto& field : req) {
+      switch (field.name()) {
+        case bhttp::field::host:
+          ++hosts;
+          break;
+        case bhttp::field::content_length:
+          ++lengths;
+          if (field.value().find(',') != boost::beast::string_view::npos) ++lengths;
+          break;
+        case bhttp::field::transfer_encoding:
+          if (!codings.empty()) codings.push_back(',');
+          codings.append(field.value().data(), field.value().size());
+          break;
+        default:
+          break;
+      }
+    }
+    // §3.2: exactly one Host in HTTP/1.1 (HTTP/1.0 clients may omit it).
+    if (hosts > 1 || (hosts == 0 && req.version() >= 11)) {
+      return api::ApiError::bad_request(hosts == 0 ? "missing Host header"
+                                                   : "more than one Host header");
+    }
+    // §6.3: several Content-Length values ("3, 3" included) are an invalid length.
+    if (lengths > 1) return api::ApiError::bad_request("invalid Content-Length: more than one value");
+    if (codings.empty()) return std::nullopt;
+    // §6.3: chunked must be the final coding, or the body's length is unknown: 400 and close.
+    // §6.1: a coding we do not implement (gzip, identity, ...) is 501.
+    std::vector<std::string_view> list;
+    std::string_view rest = codings;
+    while (!rest.empty()) {
+      std::size_t comma = rest.find(',');
+      std::string_view item = rest.substr(0, comma);
+      while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+      while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+      if (!item.empty()) list.push_back(item);
+      rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    }
+    if (list.empty() || !iequals(list.back(), "chunked")) {
+      return api::ApiError::bad_request("Transfer-Encoding must end with chunked");
+    }
+    if (list.size() > 1) {
+      api::ApiError error;
+      error.code = 501;
+      error.reason = "NotImplemented";
+      error.message = "transfer coding \"" + std::string(list.front()) + "\" is not supported";
+      return error;
+    }
+    return std::nullopt;
+  }
+
   // A request we answer ourselves before any handler sees it; the connection then closes.
   void reject_request(const api::ApiError& error) {
     pending_->start_ = std::chrono::steady_clock::now();
@@ -515,6 +577,7 @@ class Session final : public SessionControl, public std::enable_shared_from_this
   }
 
   void on_request() {
+    if (auto invalid = framing_error(pending_->parser_.get())) return reject_request(*invalid);
     clear_deadline();
     phase_ = Phase::kHandling;
     current_ = std::move(pending_);
@@ -536,7 +599,39 @@ class Session final : public SessionControl, public std::enable_shared_from_this
     // An upgrade hands the socket over, so nothing may be reading it in the background.
     bool upgrade = req.find(bhttp::field::upgrade) != req.end();
     if (ex->parser_.is_done() && !upgrade) watch_for_disconnect();
-    state_->handler(ex);
+    state_->handler(handler_reference(ex));
+  }
+
+  // What the handler receives: a reference of its own to the exchange. When the handler's last
+  // copy is dropped (a callback destroyed by an exception escaping it, or a handler that forgot
+  // the request), an exchange left without a response is answered with a 500 Status and a started
+  // stream is cut, so no client waits for an answer nobody will give (DESIGN §8).
+  static std::shared_ptr<Exchange> handler_reference(const ExchangePtr& ex) {
+    return std::shared_ptr<Exchange>(ex.get(), [ex](Exchange*) {
+      net::dispatch(ex->executor_, [ex] {
+        if (ex->session_) ex->session_->handler_released(ex);
+      });
+    });
+  }
+
+  void handler_released(const ExchangePtr& ex) {
+    if (ex != current_ || ex->closed_ || closed_ || upgrade_pending_) return;
+    if (!ex->response_started_) {
+      obs::report_escaped_exception(
+          "request handler", std::make_exception_ptr(std::logic_error(
+                                 "the handler of " + std::string(ex->path_) +
+                                 " ended without a response")));
+      ex->keep_alive_ = false;
+      return respond(ex, Response::error(api::ApiError::internal(
+                             "the request could not be completed")));
+    }
+    if (ex->streaming_ && !ex->response_complete_) {
+      obs::report_escaped_exception(
+          "request handler", std::make_exception_ptr(std::logic_error(
+                                 "the stream of " + std::string(ex->path_) +
+                                 " was abandoned before it finished")));
+      client_gone();
+    }
   }
 
   // With the request fully read, a pending read notices a client that hangs up mid-response
@@ -563,6 +658,9 @@ class Session final : public SessionControl, public std::enable_shared_from_this
     }
     body_done_ = std::move(done);
     phase_ = Phase::kBody;
+    // The body must arrive within the request timeout (kube-apiserver's 60 s), counted from the
+    // request's start: a body dripped a byte at a time must not hold the connection for ever.
+    set_deadline_at(ex->start_ + state_->body_timeout);
     continue_body();
   }
 
@@ -594,7 +692,10 @@ class Session final : public SessionControl, public std::enable_shared_from_this
       return;
     }
     bool last = ex->parser_.is_done();
-    if (last) watch_for_disconnect();
+    if (last) {
+      clear_deadline();
+      watch_for_disconnect();
+    }
     net::post(ex->executor_, [done = std::move(done), chunk = std::move(chunk), last]() mutable {
       done(true, std::move(chunk), last);
     });
@@ -885,8 +986,11 @@ class Session final : public SessionControl, public std::enable_shared_from_this
   // closed, which also aborts a pending read (header, idle and linger timeouts).
   template <class Duration>
   void set_deadline(Duration after) {
-    deadline_ = std::chrono::steady_clock::now() +
-                std::chrono::duration_cast<std::chrono::steady_clock::duration>(after);
+    set_deadline_at(std::chrono::steady_clock::now() +
+                    std::chrono::duration_cast<std::chrono::steady_clock::duration>(after));
+  }
+  void set_deadline_at(std::chrono::steady_clock::time_point at) {
+    deadline_ = at;
     if (!timer_armed_ || deadline_ < armed_at_) arm_timer();
   }
   void clear_deadline() { deadline_ = std::chrono::steady_clock::time_point::max(); }
@@ -1065,6 +1169,9 @@ ServerState::ServerState(net::io_context& io_context, ServerOptions opts, Handle
   idle_timeout = options.idle_timeout_ms.count() > 0
                      ? options.idle_timeout_ms
                      : std::chrono::duration_cast<std::chrono::milliseconds>(options.idle_timeout);
+  body_timeout = options.body_timeout_ms.count() > 0
+                     ? options.body_timeout_ms
+                     : std::chrono::duration_cast<std::chrono::milliseconds>(options.body_timeout);
 }
 
 net::io_context& ServerState::context_for_next_session() {

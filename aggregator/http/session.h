@@ -40,6 +40,7 @@ struct ServerState {
   std::shared_ptr<boost::asio::ssl::context> tls;
   std::chrono::milliseconds header_timeout;
   std::chrono::milliseconds idle_timeout;
+  std::chrono::milliseconds body_timeout;
 
   std::unique_ptr<boost::asio::ip::tcp::acceptor> plain_acceptor;
   std::unique_ptr<boost::asio::ip::tcp::acceptor> tls_acceptor;

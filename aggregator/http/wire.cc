@@ -52,6 +52,15 @@ bool header_list_contains(std::string_view list, std::string_view token) {
   return false;
 }
 
+std::string_view address_of(std::string_view remote) {
+  if (!remote.empty() && remote.front() == '[') {
+    std::size_t close = remote.find(']');
+    return close == std::string_view::npos ? remote : remote.substr(1, close - 1);
+  }
+  std::size_t colon = remote.rfind(':');
+  return colon == std::string_view::npos ? remote : remote.substr(0, colon);
+}
+
 bool is_hop_by_hop(std::string_view name) {
   switch (name.size()) {
     case 2: return iequals(name, "te");

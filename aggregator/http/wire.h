@@ -28,6 +28,10 @@ bool header_list_contains(std::string_view list, std::string_view token);
 // and are checked with header_list_contains by the caller.
 bool is_hop_by_hop(std::string_view name);
 
+// The address part of a peer written "ip:port" or "[v6]:port" (Exchange::remote_address),
+// without brackets: what X-Forwarded-For carries.
+std::string_view address_of(std::string_view remote);
+
 // Appends "HTTP/1.1 <status> <reason>\r\n" plus the headers (each "Name: value\r\n"), without the
 // blank line that ends the head.
 void append_status_line(std::string& out, int status);

@@ -1,5 +1,7 @@
 #include "aggregator/observability/metrics.h"
 
+#include "aggregator/observability/containment.h"
+
 #include <prometheus/text_serializer.h>
 
 namespace dpa::obs {
@@ -78,6 +80,11 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                      .Register(*registry_)
                      .Add({{"version", "0.1.0"}});
   build_info_->Set(1);
+  panics_ = &prometheus::BuildCounter()
+                 .Name("dataplane_aggregator_handler_panics_total")
+                 .Help("Exceptions that escaped a handler or callback and were contained.")
+                 .Register(*registry_)
+                 .Add({});
 }
 
 void Metrics::observe_request(const std::string& verb, const std::string& resource, int code,
@@ -121,6 +128,8 @@ std::string Metrics::serialize() {
   {
     std::lock_guard<std::mutex> lock(refresh_mutex_);
     for (auto& refresh : refreshers_) refresh();
+    double escaped = static_cast<double>(escaped_exceptions());
+    if (escaped > panics_->Value()) panics_->Increment(escaped - panics_->Value());
   }
   return prometheus::TextSerializer().Serialize(registry_->Collect());
 }

@@ -58,6 +58,7 @@ class Metrics {
   prometheus::Gauge* route_table_size_;
   prometheus::Gauge* stream_subscribers_;
   prometheus::Gauge* build_info_;
+  prometheus::Counter* panics_;
   std::mutex refresh_mutex_;
   std::vector<std::function<void()>> refreshers_;
 };

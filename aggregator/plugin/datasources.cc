@@ -1,5 +1,6 @@
 #include "aggregator/plugin/datasources.h"
 
+#include "aggregator/apimachinery/codec.h"
 #include "aggregator/observability/log.h"
 
 #include <yaml-cpp/yaml.h>
@@ -589,7 +590,7 @@ pluginv2::PluginContext build_plugin_context(const PluginInfo& plugin, const Dat
     s->set_basicauthenabled(ds->basic_auth);
     s->set_basicauthuser(ds->basic_auth_user);
     // Go plugins json.Unmarshal this: never send empty bytes.
-    s->set_jsondata(ds->json_data.is_null() ? "{}" : ds->json_data.dump());
+    s->set_jsondata(ds->json_data.is_null() ? "{}" : api::dump_json(ds->json_data));
     for (const auto& [k, v] : ds->secure_json_data) (*s->mutable_decryptedsecurejsondata())[k] = v;
     s->set_lastupdatedms(ds->last_updated_ms);
     s->set_apiversion(ds->api_version);

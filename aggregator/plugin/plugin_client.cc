@@ -1,5 +1,6 @@
 #include "aggregator/plugin/plugin_client.h"
 
+#include "aggregator/observability/containment.h"
 #include "aggregator/plugin/h2_unary_channel.h"
 #include "plugins/proto/backend.grpc.pb.h"
 
@@ -52,9 +53,12 @@ class ReadReactor final : public grpc::ClientReadReactor<Resp>,
   // ClientContext::TryCancel is thread-safe and a no-op once the call has finished.
   void cancel() { ctx_.TryCancel(); }
 
+  // The reactions run on gRPC's threads: what the callbacks throw is contained here.
   void OnReadDone(bool ok) override {
     if (!ok) return;  // end of stream or failure: OnDone follows with the status
-    if (on_message_) on_message_(std::move(resp_));
+    if (on_message_) {
+      obs::contain(rpc_, [&] { on_message_(std::move(resp_)); });
+    }
     resp_ = Resp();
     this->StartRead(&resp_);
   }
@@ -64,11 +68,13 @@ class ReadReactor final : public grpc::ClientReadReactor<Resp>,
     auto done = std::move(done_);
     on_message_ = nullptr;
     if (!done) return;
-    if (status.ok()) {
-      done(api::Outcome(api::Ok{}));
-    } else {
-      done(api::Outcome(map_grpc_error(status, plugin_id_, rpc_)));
-    }
+    obs::contain(rpc_, [&] {
+      if (status.ok()) {
+        done(api::Outcome(api::Ok{}));
+      } else {
+        done(api::Outcome(map_grpc_error(status, plugin_id_, rpc_)));
+      }
+    });
   }
 
  private:
@@ -225,11 +231,14 @@ class GrpcPluginClient final : public PluginClient,
     auto* rs = &call->resp;
     begin(ctx, rq, rs,
           [self = shared_from_this(), call, rpc, done = std::move(done)](grpc::Status status) {
-            if (status.ok()) {
-              done(api::Expected<Resp>(std::move(call->resp)));
-            } else {
-              done(api::Expected<Resp>(map_grpc_error(status, self->plugin_id_, rpc)));
-            }
+            // Runs on a gRPC thread: what the callback throws is contained here.
+            obs::contain(rpc, [&] {
+              if (status.ok()) {
+                done(api::Expected<Resp>(std::move(call->resp)));
+              } else {
+                done(api::Expected<Resp>(map_grpc_error(status, self->plugin_id_, rpc)));
+              }
+            });
           });
   }
 

@@ -63,6 +63,9 @@ struct StoreOptions {
   // SQLite: run `PRAGMA quick_check` at open so a corrupt file is reported before serving.
   bool verify_on_open = true;
   std::chrono::milliseconds busy_timeout{5'000};
+  // Largest value a create or update may store: etcd's default request limit (1.5 MiB), so an
+  // object that fits one backend fits the other. Larger: 413 RequestEntityTooLarge.
+  std::size_t max_value_bytes = 1536 * 1024;
 };
 
 class Watch {

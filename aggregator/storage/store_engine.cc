@@ -137,6 +137,11 @@ api::Expected<Record> StoreEngine::submit(WriteRequest& request) {
   if (request.kind != WriteKind::kCompact && request.key.empty()) {
     return api::ApiError::bad_request("storage key must not be empty");
   }
+  if (request.value.size() > options_.max_value_bytes) {
+    return api::ApiError::too_large("the object is " + std::to_string(request.value.size()) +
+                                    " bytes, more than the storage limit of " +
+                                    std::to_string(options_.max_value_bytes) + " bytes");
+  }
   auto done = request.done.get_future();
   {
     std::lock_guard<std::mutex> lock(queue_mutex_);

@@ -1,6 +1,6 @@
 #include "aggregator/storage/watch_hub.h"
 
-#include "aggregator/observability/log.h"
+#include "aggregator/observability/containment.h"
 
 #include <algorithm>
 #include <deque>
@@ -84,13 +84,7 @@ bool has_prefix(const std::string& key, const std::string& prefix) {
 void invoke(WatchHub::Watcher& watcher, const std::vector<Event>& events) {
   std::lock_guard<std::mutex> lock(watcher.delivery_mutex);
   if (watcher.cancelled.load()) return;
-  try {
-    watcher.callback(events);
-  } catch (const std::exception& e) {
-    obs::error("storage watch callback threw", {{"error", e.what()}, {"prefix", watcher.prefix}});
-  } catch (...) {
-    obs::error("storage watch callback threw", {{"prefix", watcher.prefix}});
-  }
+  obs::contain("storage watch callback", [&] { watcher.callback(events); });
 }
 
 void deliver_backlog(WatchHub::Watcher& watcher) {

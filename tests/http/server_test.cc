@@ -367,7 +367,9 @@ TEST(ServerTest, GracefulShutdownFinishesInFlightAndEndsStreams) {
         ex->respond(Response::text(200, "finished"));
       });
     } else if (ex->path() == "/watch") {
-      ex->on_close([&stream_closed] { stream_closed = true; });
+      // A streaming handler keeps its exchange until the stream ends (here: until it is closed);
+      // one it drops is abandoned, and the server cuts it.
+      ex->on_close([&stream_closed, ex] { stream_closed = true; });
       ex->begin_stream({});
       ex->write("event\n");
     } else {
