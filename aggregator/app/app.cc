@@ -182,6 +182,7 @@ int serve(const Config& config) {
   server_options.max_header_bytes = config.max_header_bytes;
   server_options.header_timeout = config.header_timeout;
   server_options.idle_timeout = config.idle_timeout;
+  server_options.body_timeout = config.request_timeout;
   server_options.max_connections = config.max_connections;
   server_options.access_log = config.access_log;
   std::string ca_for_kubeconfig;
@@ -229,11 +230,33 @@ int serve(const Config& config) {
                         {"threads", threads},
                         {"delegate", config.delegate_url}});
 
+  // SIGHUP re-reads the datasource provisioning files at once (they are also re-read when they
+  // change); the process keeps serving. The read touches the disk, so it runs on `blocking`.
+  boost::asio::signal_set reload_signal(io, SIGHUP);
+  std::function<void()> await_reload = [&] {
+    reload_signal.async_wait([&](const boost::system::error_code& error, int) {
+      if (error) return;
+      boost::asio::post(blocking.get_executor(), [&datasources] {
+        if (!datasources) return obs::info("SIGHUP: no datasource provisioning to reload");
+        auto reloaded = datasources->reload();
+        if (reloaded.ok()) {
+          obs::info("SIGHUP: datasource provisioning reloaded");
+        } else {
+          obs::warn("SIGHUP: datasource provisioning not reloaded",
+                    {{"error", reloaded.error().message}});
+        }
+      });
+      await_reload();
+    });
+  };
+  await_reload();
+
   // SIGTERM/SIGINT: stop accepting, finish in-flight requests, end watches and streams cleanly.
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& error, int signal_number) {
     if (error) return;
     obs::info("shutting down", {{"signal", signal_number}});
+    reload_signal.cancel();
     hub->stop_all();  // ends every subscriber's stream cleanly and cancels the RunStreams
     server.shutdown(config.shutdown_grace, [&io] { io.stop(); });
   });

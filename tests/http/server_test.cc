@@ -2,6 +2,7 @@
 // max_connections), TLS, chunk-by-chunk streaming and graceful shutdown.
 #include "aggregator/http/server.h"
 #include "aggregator/http/tls.h"
+#include "aggregator/observability/containment.h"
 #include "tests/http/http_test_util.h"
 
 #include <boost/asio/ssl/stream.hpp>
@@ -446,6 +447,118 @@ TEST(ServerTest, QueryParameters) {
   client.send(get_request("/apis?watch=true&labelSelector=app%3Dweb%2Ctier+x"));
   EXPECT_EQ(client.read_response().body(),
             "watch=true&labelSelector=app%3Dweb%2Ctier+x|app=web,tier x|w|-");
+}
+
+}  // namespace
+}  // namespace dpa::http
+
+// --- containment and framing (DESIGN §8) ---------------------------------------------------------
+
+namespace dpa::http {
+namespace {
+
+nlohmann::json status_of(const boost::beast::http::response<boost::beast::http::string_body>& res) {
+  return nlohmann::json::parse(res.body(), nullptr, false);
+}
+
+TEST(ContainmentTest, HandlerThatThrowsGets500AndTheServerGoesOn) {
+  IoThreads io(1);
+  const auto before = obs::escaped_exceptions();
+  auto server = testing::start_server(io.io(), {}, [](std::shared_ptr<Exchange> ex) {
+    if (ex->path() == "/throw") throw std::runtime_error("handler bug");
+    if (ex->path() == "/throw-later") {
+      // The exception escapes a completion handler on the I/O thread, after the handler returned.
+      net::post(ex->executor(), [ex] { throw std::out_of_range("callback bug"); });
+      return;
+    }
+    ex->respond(Response::text(200, "ok"));
+  });
+  for (const char* path : {"/throw", "/throw-later"}) {
+    RawClient client(server->port());
+    client.send(get_request(path));
+    auto res = client.read_response();
+    EXPECT_EQ(res.result_int(), 500u) << path;
+    auto status = status_of(res);
+    EXPECT_EQ(status["kind"], "Status");
+    EXPECT_EQ(status["reason"], "InternalError");
+    EXPECT_EQ(status["code"], 500);
+  }
+  RawClient after(server->port());
+  after.send(get_request("/"));
+  EXPECT_EQ(after.read_response().result_int(), 200u);
+  EXPECT_EQ(obs::escaped_exceptions() - before, 4u);  // each exception, and each dropped request
+}
+
+TEST(ContainmentTest, AbandonedStreamIsCut) {
+  IoThreads io(1);
+  auto server = testing::start_server(io.io(), {}, [](std::shared_ptr<Exchange> ex) {
+    ex->begin_stream({});
+    ex->write("first\n");
+    // Returns without keeping the exchange: nobody will ever finish this stream.
+  });
+  RawClient client(server->port());
+  client.send(get_request("/watch"));
+  client.read_until("first");
+  EXPECT_TRUE(client.closed_within(3s));
+}
+
+struct FramingCase {
+  const char* name;
+  std::string request;
+  unsigned code;
+};
+
+TEST(FramingTest, AmbiguousRequestsAreRefusedAndTheConnectionCloses) {
+  IoThreads io(1);
+  std::atomic<int> handled{0};
+  auto server = testing::start_server(io.io(), {}, [&](std::shared_ptr<Exchange> ex) {
+    ++handled;
+    ex->respond(Response::text(200, "ok"));
+  });
+  const std::vector<FramingCase> cases = {
+      // RFC 9112 §6.3: a final coding other than chunked leaves the length unknown.
+      {"identity", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+      {"gzip only", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 400},
+      // §6.1: a coding we do not implement.
+      {"gzip, chunked", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 501},
+      {"split codings", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 501},
+      {"length list", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 3\r\n\r\nabc", 400},
+      {"no host", "GET / HTTP/1.1\r\n\r\n", 400},
+      {"two hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
+  };
+  for (const auto& c : cases) {
+    RawClient client(server->port());
+    client.send(c.request);
+    auto res = client.read_response();
+    EXPECT_EQ(res.result_int(), c.code) << c.name;
+    EXPECT_EQ(status_of(res)["code"], c.code) << c.name;
+    EXPECT_FALSE(res.keep_alive()) << c.name;
+    EXPECT_TRUE(client.closed_within(2s)) << c.name;
+  }
+  EXPECT_EQ(handled.load(), 0);
+  // HTTP/1.0 without Host is still served.
+  RawClient old(server->port());
+  old.send("GET / HTTP/1.0\r\n\r\n");
+  EXPECT_EQ(old.read_response().result_int(), 200u);
+}
+
+TEST(FramingTest, RequestBodyHasADeadline) {
+  IoThreads io(1);
+  ServerOptions options;
+  options.body_timeout_ms = 300ms;
+  std::promise<bool> body_ok;
+  auto server = testing::start_server(io.io(), options, [&](std::shared_ptr<Exchange> ex) {
+    ex->read_body(1 << 20, [&body_ok, ex](api::Expected<std::string> body) {
+      body_ok.set_value(body.ok());
+      ex->respond(Response::text(200, "ok"));
+    });
+  });
+  RawClient client(server->port());
+  client.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab");
+  auto result = body_ok.get_future();
+  ASSERT_EQ(result.wait_for(5s), std::future_status::ready);
+  EXPECT_FALSE(result.get());
+  EXPECT_TRUE(client.closed_within(2s));
 }
 
 }  // namespace

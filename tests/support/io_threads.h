@@ -1,7 +1,10 @@
 // An io_context run by background threads for the lifetime of the object, for tests that need
 // asynchronous work going on while the test body blocks. IoThreads(1) is one of the aggregator's
-// I/O threads: one context, one thread.
+// I/O threads: one context, one thread, run under the same containment (an escaped exception is
+// reported and the thread goes on).
 #pragma once
+
+#include "aggregator/observability/containment.h"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -16,7 +19,7 @@ namespace dpa::testing {
 class IoThreads {
  public:
   explicit IoThreads(int threads = 2) : guard_(boost::asio::make_work_guard(io_)) {
-    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { io_.run(); });
+    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { obs::run_contained(io_, "test I/O thread"); });
   }
   ~IoThreads() { stop(); }
   void stop() {
