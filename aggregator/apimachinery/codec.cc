@@ -227,6 +227,13 @@ Expected<nlohmann::json> decode_body(std::string_view body) {
   return node_to_json(*non_empty.front(), 0, budget);
 }
 
+std::string string_field(const nlohmann::json& object, std::string_view key,
+                         std::string_view fallback) {
+  if (!object.is_object()) return std::string(fallback);
+  auto it = object.find(key);
+  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string(fallback);
+}
+
 std::string to_yaml(const nlohmann::json& value) {
   YAML::Emitter out;
   out.SetIndent(2);

@@ -17,6 +17,12 @@ Expected<nlohmann::json> decode_body(std::string_view body);
 // Serialises JSON as block-style YAML; strings that would read back as another type are quoted.
 std::string to_yaml(const nlohmann::json& value);
 
+// object[key] when `object` is an object holding a string there, else `fallback`. The safe
+// counterpart of nlohmann's value(key, default), which throws on a value of another type: for
+// anything that came from outside (request bodies, stored objects, plugin and delegate replies).
+std::string string_field(const nlohmann::json& object, std::string_view key,
+                         std::string_view fallback = {});
+
 // Serialises JSON for output. Text from outside (a URL path, a header, a plugin's reply) may hold
 // invalid UTF-8, on which nlohmann's plain dump() throws: here such bytes become U+FFFD instead.
 template <class Json>

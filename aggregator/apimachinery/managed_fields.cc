@@ -156,8 +156,8 @@ nlohmann::json entries_of(const nlohmann::json* object) {
 
 bool same_entry(const nlohmann::json& e, const std::string& manager, const std::string& operation,
                 const std::string& subresource) {
-  return e.is_object() && e.value("manager", "") == manager &&
-         e.value("operation", "") == operation && e.value("subresource", "") == subresource;
+  return e.is_object() && string_field(e, "manager") == manager &&
+         string_field(e, "operation") == operation && string_field(e, "subresource") == subresource;
 }
 
 nlohmann::json make_entry(const std::string& manager, const std::string& operation,
@@ -289,14 +289,14 @@ Expected<nlohmann::json> server_side_apply(const nlohmann::json* live, const nlo
     for (const auto& e : entries) {
       if (!e.is_object()) continue;
       if (same_entry(e, manager, "Apply", config.subresource)) continue;
-      if (e.value("subresource", "") != config.subresource) continue;
+      if (string_field(e, "subresource") != config.subresource) continue;
       FieldSet owned = fields_from_v1(e.value("fieldsV1", nlohmann::json::object()));
       for (const auto& p : owned) {
         if (!applied_set.count(p) || p.back() == ".") continue;
         const nlohmann::json* have = value_at(*live, p);
         const nlohmann::json* want = value_at(applied, p);
         if (have && want && *have == *want) continue;  // same value: shared ownership
-        conflicts[e.value("manager", "")].push_back(p);
+        conflicts[string_field(e, "manager")].push_back(p);
         ++conflict_count;
       }
     }
@@ -331,9 +331,9 @@ Expected<nlohmann::json> server_side_apply(const nlohmann::json* live, const nlo
   // Forced: the other managers lose the conflicting fields.
   for (auto& e : entries) {
     if (!e.is_object()) continue;
-    auto c = conflicts.find(e.value("manager", ""));
+    auto c = conflicts.find(string_field(e, "manager"));
     if (c == conflicts.end() || same_entry(e, manager, "Apply", config.subresource)) continue;
-    if (e.value("subresource", "") != config.subresource) continue;
+    if (string_field(e, "subresource") != config.subresource) continue;
     FieldSet owned = fields_from_v1(e.value("fieldsV1", nlohmann::json::object()));
     for (const auto& p : c->second) owned.erase(p);
     e["fieldsV1"] = fields_to_v1(owned);

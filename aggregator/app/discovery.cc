@@ -1,5 +1,7 @@
 #include "aggregator/app/discovery.h"
 
+#include "aggregator/apimachinery/codec.h"
+
 #include <algorithm>
 #include <map>
 
@@ -14,11 +16,7 @@ json group_version_entry(const std::string& group, const std::string& version) {
 
 // The delegate's documents are outside data: anything not shaped as discovery expects is skipped
 // here, never dereferenced with a throwing accessor.
-std::string string_field(const json& object, const char* key) {
-  if (!object.is_object()) return {};
-  auto it = object.find(key);
-  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
+using api::string_field;
 
 // The well-formed entries of a `versions` array (objects with a string `version`).
 json valid_versions(const json& entry) {

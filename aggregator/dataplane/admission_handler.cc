@@ -3,6 +3,7 @@
 // plugin's Result fields (even empty ones) when it sent one; the status string stays "Failure".
 #include "aggregator/dataplane/admission_handler.h"
 
+#include "aggregator/apimachinery/codec.h"
 #include "aggregator/dataplane/json_patch_diff.h"
 #include "aggregator/dataplane/query_handler.h"
 
@@ -100,8 +101,8 @@ api::Expected<ParsedAdmissionReview> parse_admission_review(std::string_view con
   if (!decoded) return std::move(decoded).error();
   const json& root = *decoded;
   if (!root.is_object()) return api::ApiError::bad_request("failed to decode request: expected an AdmissionReview object");
-  const auto api_version = root.value("apiVersion", json()).is_string() ? root["apiVersion"].get<std::string>() : "";
-  const auto kind = root.value("kind", json()).is_string() ? root["kind"].get<std::string>() : "";
+  const std::string api_version = api::string_field(root, "apiVersion");
+  const std::string kind = api::string_field(root, "kind");
   if (api_version != kAdmissionApiVersion || kind != "AdmissionReview") {
     return api::ApiError::bad_request("failed to decode request: expected AdmissionReview " +
                                       std::string(kAdmissionApiVersion) + ", got " +
@@ -115,10 +116,7 @@ api::Expected<ParsedAdmissionReview> parse_admission_review(std::string_view con
   }
   ParsedAdmissionReview out;
   out.api_version = api_version;
-  auto str = [&](const char* key) {
-    auto it = req->find(key);
-    return it != req->end() && it->is_string() ? it->get<std::string>() : std::string();
-  };
+  auto str = [&](const char* key) { return api::string_field(*req, key); };
   out.uid = str("uid");
   out.ns = str("namespace");
   const std::string operation = str("operation");
@@ -137,9 +135,9 @@ api::Expected<ParsedAdmissionReview> parse_admission_review(std::string_view con
   }
   if (auto k = req->find("kind"); k != req->end() && k->is_object()) {
     auto* gvk = out.request.mutable_kind();
-    gvk->set_group(k->value("group", ""));
-    gvk->set_version(k->value("version", ""));
-    gvk->set_kind(k->value("kind", ""));
+    gvk->set_group(api::string_field(*k, "group"));
+    gvk->set_version(api::string_field(*k, "version"));
+    gvk->set_kind(api::string_field(*k, "kind"));
   }
   if (auto o = req->find("object"); o != req->end() && !o->is_null()) {
     out.object = *o;
@@ -212,19 +210,25 @@ void handle_admission(std::shared_ptr<const DataPlaneContext> context,
       if (!out) return exchange->respond_error(out.error());
       exchange->respond(http::Response::json(200, std::move(out.value())));
     };
+    // The reply arrives on a gRPC thread; decoding it and diffing the objects is CPU work sized
+    // by the plugin's reply, so it runs on the encoder pool, as query replies do.
     if (kind == AdmissionKind::kValidate) {
       target->client->validate_admission(
           std::move(request), timeout,
-          [review, respond](api::Expected<pluginv2::ValidationResponse> r) {
+          [context, review, respond](api::Expected<pluginv2::ValidationResponse> r) {
             if (!r) return respond(std::move(r).error());
-            respond(validation_review(*review, *r));
+            context->encode([review, respond, r = std::move(*r)] {
+              respond(validation_review(*review, r));
+            });
           });
     } else {
       target->client->mutate_admission(
           std::move(request), timeout,
-          [review, respond](api::Expected<pluginv2::MutationResponse> r) {
+          [context, review, respond](api::Expected<pluginv2::MutationResponse> r) {
             if (!r) return respond(std::move(r).error());
-            respond(mutation_review(*review, *r));
+            context->encode([review, respond, r = std::move(*r)] {
+              respond(mutation_review(*review, r));
+            });
           });
     }
   });

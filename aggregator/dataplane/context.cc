@@ -4,6 +4,8 @@
 
 #include "aggregator/dataplane/time_range.h"
 
+#include <boost/asio/post.hpp>
+
 namespace dpa::dataplane {
 namespace {
 
@@ -19,6 +21,11 @@ std::string first_of(const http::Header& header, std::string_view a, std::string
 }
 
 }  // namespace
+
+void DataPlaneContext::encode(std::function<void()> fn) const {
+  if (encoder) return boost::asio::post(encoder, std::move(fn));
+  fn();
+}
 
 const std::string& DataPlaneContext::user_agent() const {
   if (!options.user_agent.empty()) return options.user_agent;

@@ -43,6 +43,9 @@ struct DataPlaneContext {
   boost::asio::any_io_executor encoder;
 
   const std::string& user_agent() const;
+  // Runs fn on the encoder (inline when there is none): for work sized by a plugin's reply that
+  // arrives on a gRPC or I/O thread (admission diffs, conversion re-encoding).
+  void encode(std::function<void()> fn) const;
 };
 
 // A plugin call target: the running plugin's client and the PluginContext for this request.

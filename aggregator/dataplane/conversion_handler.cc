@@ -137,9 +137,12 @@ void handle_conversion(std::shared_ptr<const DataPlaneContext> context,
     *request.mutable_plugincontext() = std::move(target->plugin_context);
     target->client->convert_objects(
         std::move(request), timeout,
-        [exchange, review](api::Expected<pluginv2::ConversionResponse> r) {
+        [context, exchange, review](api::Expected<pluginv2::ConversionResponse> r) {
           if (!r) return exchange->respond_error(r.error());
-          exchange->respond(http::Response::json(200, conversion_review(*review, *r)));
+          // Off the gRPC thread: re-encoding every converted object is sized by the reply.
+          context->encode([exchange, review, r = std::move(*r)] {
+            exchange->respond(http::Response::json(200, conversion_review(*review, r)));
+          });
         });
   });
 }

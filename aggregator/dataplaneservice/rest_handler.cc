@@ -101,10 +101,10 @@ std::string available_cell(const json& object) {
   if (object.contains("status") && object["status"].is_object() &&
       object["status"].contains("conditions") && object["status"]["conditions"].is_array()) {
     for (const auto& c : object["status"]["conditions"]) {
-      if (!c.is_object() || c.value("type", "") != "Available") continue;
-      std::string status = c.value("status", "Unknown");
+      if (!c.is_object() || api::string_field(c, "type") != "Available") continue;
+      std::string status = api::string_field(c, "status", "Unknown");
       if (status == "True") return "True";
-      std::string reason = c.value("reason", "");
+      std::string reason = api::string_field(c, "reason");
       return reason.empty() ? status : status + " (" + reason + ")";
     }
   }
@@ -119,7 +119,7 @@ api::TableRow table_row(const json& object) {
     for (const auto& s : spec["services"]) {
       if (!s.is_object()) continue;
       if (!services.empty()) services += ",";
-      services += s.value("type", "");
+      services += api::string_field(s, "type");
     }
   }
   std::string age = "<unknown>";
@@ -131,10 +131,10 @@ api::TableRow table_row(const json& object) {
     age = api::human_duration(std::chrono::duration_cast<std::chrono::seconds>(
         std::chrono::system_clock::now() - created));
   }
-  std::string group = spec.value("group", "");
-  std::string version = spec.value("version", "");
+  std::string group = api::string_field(spec, "group");
+  std::string version = api::string_field(spec, "version");
   api::TableRow row;
-  row.cells = json::array({name_of(object), spec.value("pluginID", ""),
+  row.cells = json::array({name_of(object), api::string_field(spec, "pluginID"),
                            group.empty() && version.empty() ? "" : group + "/" + version,
                            services, available_cell(object), age});
   row.object = object;
@@ -346,7 +346,7 @@ class WatchSession : public std::enable_shared_from_this<WatchSession> {
     if (negotiated_.kind == api::MediaKind::kTable) {
       json table = api::make_table(negotiated_.table_api_version, table_columns(),
                                    {table_row(object)}, include_,
-                                   object["metadata"].value("resourceVersion", ""), "",
+                                   api::string_field(object["metadata"], "resourceVersion"), "",
                                    !table_headers_sent_);
       table_headers_sent_ = true;
       write_raw_locked(api::encode_watch_event(type, table));

@@ -395,8 +395,8 @@ api::Expected<WriteResult> RestHandler::remove(const WriteRequest& req) {
       }
     }
     if (o.contains("preconditions") && o["preconditions"].is_object()) {
-      uid_precondition = o["preconditions"].value("uid", "");
-      rv_precondition = o["preconditions"].value("resourceVersion", "");
+      uid_precondition = api::string_field(o["preconditions"], "uid");
+      rv_precondition = api::string_field(o["preconditions"], "resourceVersion");
     }
   }
   for (int attempt = 0; attempt < kMaxWriteAttempts; ++attempt) {
@@ -504,13 +504,13 @@ api::Outcome RestHandler::set_available_condition(const std::string& name, bool 
     json& conditions = obj["status"]["conditions"];
     json* existing = nullptr;
     for (auto& c : conditions) {
-      if (c.is_object() && c.value("type", "") == "Available") existing = &c;
+      if (c.is_object() && api::string_field(c, "type") == "Available") existing = &c;
     }
-    if (existing && existing->value("status", "") == status &&
-        existing->value("reason", "") == reason && existing->value("message", "") == message) {
+    if (existing && api::string_field(*existing, "status") == status &&
+        api::string_field(*existing, "reason") == reason && api::string_field(*existing, "message") == message) {
       return api::Ok{};  // nothing changed: no write, no watch event
     }
-    std::string transition = existing && existing->value("status", "") == status
+    std::string transition = existing && api::string_field(*existing, "status") == status
                                  ? existing->value("lastTransitionTime", api::now_rfc3339())
                                  : api::now_rfc3339();
     json condition = {{"type", "Available"}, {"status", status}, {"lastTransitionTime", transition},

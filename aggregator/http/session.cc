@@ -606,9 +606,11 @@ class Session final : public SessionControl, public std::enable_shared_from_this
   // copy is dropped (a callback destroyed by an exception escaping it, or a handler that forgot
   // the request), an exchange left without a response is answered with a 500 Status and a started
   // stream is cut, so no client waits for an answer nobody will give (DESIGN §8).
+  // The check is posted, never dispatched: a respond() posted from another thread just before
+  // the last reference went away must run first, even when that reference dies on the strand.
   static std::shared_ptr<Exchange> handler_reference(const ExchangePtr& ex) {
     return std::shared_ptr<Exchange>(ex.get(), [ex](Exchange*) {
-      net::dispatch(ex->executor_, [ex] {
+      net::post(ex->executor_, [ex] {
         if (ex->session_) ex->session_->handler_released(ex);
       });
     });
