@@ -17,6 +17,9 @@ COPY --from=build /build/plugins-dist /var/lib/dataplane-aggregator/plugins
 COPY examples /usr/share/dataplane-aggregator/examples
 EXPOSE 8080 8443
 VOLUME /var/lib/dataplane-aggregator/data
+# Listening on every address is safe by default: without authentication flags the first start
+# writes an admin token to /var/lib/dataplane-aggregator/data/admin.token and answers anything
+# without it with 401.
 ENTRYPOINT ["dataplane-aggregator", "--bind-address", "0.0.0.0", \
             "--data-dir", "/var/lib/dataplane-aggregator/data", \
             "--plugins-dir", "/var/lib/dataplane-aggregator/plugins"]

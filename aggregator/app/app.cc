@@ -1,10 +1,12 @@
 #include "aggregator/app/app.h"
 
+#include "aggregator/app/access_control.h"
 #include "aggregator/app/config.h"
 #include "aggregator/app/front_router.h"
 #include "aggregator/app/health.h"
 #include "aggregator/app/instrumented_store.h"
 #include "aggregator/app/kubeconfig.h"
+#include "aggregator/auth/webhook.h"
 #include "aggregator/controller/availability_controller.h"
 #include "aggregator/controller/registration_controller.h"
 #include "aggregator/dataplane/dispatcher.h"
@@ -29,6 +31,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 
+#include <algorithm>
 #include <csignal>
 #include <filesystem>
 #include <iostream>
@@ -44,6 +47,11 @@ namespace fs = std::filesystem;
 struct StartupError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+
+bool is_loopback(const std::string& address) {
+  return address == "127.0.0.1" || address == "::1" || address == "localhost" ||
+         address.rfind("127.", 0) == 0;
+}
 
 std::string server_url(const std::string& scheme, const std::string& bind, int port) {
   std::string host = bind == "0.0.0.0" || bind == "::" || bind.empty() ? "127.0.0.1" : bind;
@@ -161,8 +169,96 @@ int serve(const Config& config) {
   delegate_options.ca_file = config.delegate_ca_file;
   delegate_options.client_cert_file = config.delegate_client_cert_file;
   delegate_options.client_key_file = config.delegate_client_key_file;
+  if (!config.proxy_client_cert_file.empty()) {
+    // Front-proxy mode: the proxy client certificate is what the delegate trusts X-Remote-* on.
+    delegate_options.client_cert_file = config.proxy_client_cert_file;
+    delegate_options.client_key_file = config.proxy_client_key_file;
+    delegate_options.front_proxy = true;
+  }
   delegate::DelegateProxy delegate(io, delegate_options);
   if (!delegate.status().ok()) throw StartupError("--delegate-url: " + delegate.status().error().message);
+
+  // Who may do what (DESIGN §6). Without any authentication flag, the way in is a generated admin
+  // token, written into the kubeconfig: anonymous requests get 401.
+  std::vector<std::shared_ptr<const auth::Authenticator>> authenticators;
+  auto add_authenticator = [&](const char* flag,
+                               api::Expected<std::shared_ptr<const auth::Authenticator>> made) {
+    if (!made) throw StartupError(std::string(flag) + ": " + made.error().message);
+    authenticators.push_back(std::move(made).value());
+  };
+  if (!config.requestheader_client_ca_file.empty()) {
+    auth::RequestHeaderOptions options;
+    options.client_ca_file = config.requestheader_client_ca_file;
+    options.allowed_names = config.requestheader_allowed_names;
+    options.username_headers = config.requestheader_username_headers;
+    options.uid_headers = config.requestheader_uid_headers;
+    options.group_headers = config.requestheader_group_headers;
+    options.extra_headers_prefix = config.requestheader_extra_headers_prefix;
+    add_authenticator("--requestheader-client-ca-file",
+                      auth::make_request_header_authenticator(std::move(options)));
+  }
+  if (!config.client_ca_file.empty()) {
+    add_authenticator("--client-ca-file", auth::make_x509_authenticator(config.client_ca_file));
+  }
+  if (!config.token_auth_file.empty()) {
+    add_authenticator("--token-auth-file", auth::load_token_file(config.token_auth_file));
+  }
+  auth::WebhookOptions webhook_options;
+  webhook_options.timeout = config.webhook_timeout;
+  if (!config.authentication_token_webhook_config_file.empty()) {
+    auto options = webhook_options;
+    options.config_file = config.authentication_token_webhook_config_file;
+    options.allowed_ttl = config.authentication_token_webhook_cache_ttl;
+    add_authenticator("--authentication-token-webhook-config-file",
+                      auth::make_token_webhook(std::move(options), io.get_executor()));
+  }
+  std::string admin_token;
+  if (!config.authentication_configured()) {
+    admin_token = load_or_create_admin_token((fs::path(config.data_dir) / "admin.token").string());
+    authenticators.push_back(auth::make_token_authenticator(
+        {{admin_token, auth::UserInfo{"admin", "", {auth::kSystemMasters}, {}}}}));
+  }
+  std::vector<std::shared_ptr<const auth::Authorizer>> authorizers;
+  for (const auto& mode : config.authorization_modes) {
+    if (mode == "AlwaysAllow") authorizers.push_back(auth::make_always_allow());
+    if (mode == "AlwaysDeny") authorizers.push_back(auth::make_always_deny());
+    if (mode == "Webhook") {
+      auto options = webhook_options;
+      options.config_file = config.authorization_webhook_config_file;
+      options.allowed_ttl = config.authorization_webhook_cache_authorized_ttl;
+      options.denied_ttl = config.authorization_webhook_cache_unauthorized_ttl;
+      auto webhook = auth::make_authorization_webhook(std::move(options), io.get_executor());
+      if (!webhook) throw StartupError("--authorization-webhook-config-file: " + webhook.error().message);
+      authorizers.push_back(std::move(webhook).value());
+    }
+    if (mode == "ABAC") {
+      auto policy = auth::load_abac_policy(config.authorization_policy_file);
+      if (!policy) throw StartupError("--authorization-policy-file: " + policy.error().message);
+      authorizers.push_back(std::move(policy).value());
+    }
+  }
+  const bool allows_everyone =
+      config.anonymous_auth && std::find(config.authorization_modes.begin(),
+                                         config.authorization_modes.end(),
+                                         "AlwaysAllow") != config.authorization_modes.end();
+  if (allows_everyone && !is_loopback(config.bind_address)) {
+    obs::warn("INSECURE: anyone who reaches " + config.bind_address +
+              " may do anything: --anonymous-auth=true with --authorization-mode AlwaysAllow on a "
+              "non-loopback address");
+  }
+  std::unique_ptr<auth::AuditLog> audit;
+  if (!config.audit_log_path.empty()) {
+    auto opened = auth::AuditLog::open({config.audit_log_path,
+                                        static_cast<std::uint64_t>(config.audit_log_maxsize),
+                                        config.audit_log_maxbackup});
+    if (!opened) throw StartupError("--audit-log-path: " + opened.error().message);
+    audit = std::move(opened).value();
+    metrics.on_scrape([&metrics, log = audit.get()] {
+      metrics.set_audit_events(log->written(), log->dropped());
+    });
+  }
+  AccessControl access(auth::make_authenticator_chain(std::move(authenticators), config.anonymous_auth),
+                       auth::make_authorizer_chain(std::move(authorizers)), audit.get());
 
   HealthChecks health;
   health.add_liveness("ping", [] { return std::string(); });
@@ -173,12 +269,15 @@ int serve(const Config& config) {
     return registration.ready() ? std::string() : std::string("initial sync not finished");
   });
 
-  FrontRouter router({health, metrics, api, registration, dataplane, delegate});
+  FrontRouter router({health, metrics, api, registration, dataplane, delegate, access});
 
   http::ServerOptions server_options;
   server_options.bind_address = config.bind_address;
   server_options.port = config.port;
   server_options.secure_port = config.secure_port;
+  for (const auto& ca : {config.client_ca_file, config.requestheader_client_ca_file}) {
+    if (!ca.empty()) server_options.client_ca_files.push_back(ca);
+  }
   server_options.max_header_bytes = config.max_header_bytes;
   server_options.header_timeout = config.header_timeout;
   server_options.idle_timeout = config.idle_timeout;
@@ -222,9 +321,16 @@ int serve(const Config& config) {
   const std::string url = server.port() >= 0
                               ? server_url("http", config.bind_address, server.port())
                               : server_url("https", config.bind_address, server.secure_port());
+  // client-go sends a bearer token only over TLS, so the kubeconfig names the HTTPS port when
+  // there is one (and the generated certificate as its CA).
+  const bool kubeconfig_tls = server.secure_port() >= 0;
+  const std::string kubeconfig_url =
+      kubeconfig_tls ? server_url("https", config.bind_address, server.secure_port()) : url;
   const std::string kubeconfig = (fs::path(config.data_dir) / "aggregator.kubeconfig").string();
-  write_kubeconfig(kubeconfig, url, server.port() >= 0 ? std::string() : ca_for_kubeconfig);
+  write_kubeconfig(kubeconfig, kubeconfig_url, kubeconfig_tls ? ca_for_kubeconfig : std::string(),
+                   admin_token);
   obs::info("serving", {{"url", url},
+                        {"kubeconfig_server", kubeconfig_url},
                         {"secure_port", server.secure_port()},
                         {"kubeconfig", kubeconfig},
                         {"threads", threads},

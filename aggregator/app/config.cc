@@ -55,13 +55,27 @@ std::size_t to_size(const std::string& name, const std::string& value) {
   return static_cast<std::size_t>(n);
 }
 
+// "a,b,c" -> {a, b, c}: kube's string-slice flags.
+std::vector<std::string> to_list(const std::string& value) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start <= value.size()) {
+    std::size_t comma = value.find(',', start);
+    if (comma == std::string::npos) comma = value.size();
+    if (comma > start) out.push_back(value.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+
 const std::map<std::string, Flag>& flags() {
   static const std::map<std::string, Flag> table = {
       {"bind-address", {"address to listen on (default 127.0.0.1)",
                         [](Config& c, const std::string& v) { c.bind_address = v; }}},
       {"port", {"plain HTTP port; 0 picks a free port, -1 disables (default 8080)",
                 [](Config& c, const std::string& v) { c.port = to_int("port", v); }}},
-      {"secure-port", {"HTTPS port; 0 picks a free port, -1 disables (default -1)",
+      {"secure-port", {"HTTPS port (the kubeconfig's server: kubectl sends tokens only over TLS); 0 picks a "
+                       "free port, -1 disables (default 8443)",
                        [](Config& c, const std::string& v) { c.secure_port = to_int("secure-port", v); }}},
       {"tls-cert-file", {"PEM certificate for HTTPS; without it a self-signed one is generated "
                          "into the data dir",
@@ -135,6 +149,85 @@ const std::map<std::string, Flag>& flags() {
                                      }}},
       {"grafana-version", {"Grafana version reported to plugins (GF_VERSION, user agent)",
                            [](Config& c, const std::string& v) { c.grafana_version = v; }}},
+      {"client-ca-file", {"CA bundle: a client certificate signed by it authenticates as its CN, "
+                          "with its O values as groups",
+                          [](Config& c, const std::string& v) { c.client_ca_file = v; }}},
+      {"requestheader-client-ca-file", {"CA of front proxies whose identity headers are trusted",
+                                        [](Config& c, const std::string& v) {
+                                          c.requestheader_client_ca_file = v;
+                                        }}},
+      {"requestheader-allowed-names", {"front-proxy certificate CNs allowed (comma list; empty: any "
+                                       "from --requestheader-client-ca-file)",
+                                       [](Config& c, const std::string& v) {
+                                         c.requestheader_allowed_names = to_list(v);
+                                       }}},
+      {"requestheader-username-headers", {"headers holding the user name (default X-Remote-User)",
+                                          [](Config& c, const std::string& v) {
+                                            c.requestheader_username_headers = to_list(v);
+                                          }}},
+      {"requestheader-uid-headers", {"headers holding the user's UID (default X-Remote-Uid)",
+                                     [](Config& c, const std::string& v) {
+                                       c.requestheader_uid_headers = to_list(v);
+                                     }}},
+      {"requestheader-group-headers", {"headers holding the groups (default X-Remote-Group)",
+                                       [](Config& c, const std::string& v) {
+                                         c.requestheader_group_headers = to_list(v);
+                                       }}},
+      {"requestheader-extra-headers-prefix", {"header prefixes of user extras (default "
+                                              "X-Remote-Extra-)",
+                                              [](Config& c, const std::string& v) {
+                                                c.requestheader_extra_headers_prefix = to_list(v);
+                                              }}},
+      {"token-auth-file", {"static bearer tokens, kube's CSV: token,user,uid,\"group1,group2\"",
+                           [](Config& c, const std::string& v) { c.token_auth_file = v; }}},
+      {"authentication-token-webhook-config-file",
+       {"kubeconfig of a TokenReview (authentication.k8s.io/v1) webhook that judges bearer tokens",
+        [](Config& c, const std::string& v) { c.authentication_token_webhook_config_file = v; }}},
+      {"authentication-token-webhook-cache-ttl",
+       {"how long token webhook answers are cached (default 2m)",
+        [](Config& c, const std::string& v) {
+          c.authentication_token_webhook_cache_ttl = to_seconds("authentication-token-webhook-cache-ttl", v);
+        }}},
+      {"authorization-webhook-config-file",
+       {"kubeconfig of a SubjectAccessReview (authorization.k8s.io/v1) webhook (mode Webhook)",
+        [](Config& c, const std::string& v) { c.authorization_webhook_config_file = v; }}},
+      {"authorization-webhook-cache-authorized-ttl",
+       {"how long allowed webhook answers are cached (default 5m)",
+        [](Config& c, const std::string& v) {
+          c.authorization_webhook_cache_authorized_ttl = to_seconds("authorization-webhook-cache-authorized-ttl", v);
+        }}},
+      {"authorization-webhook-cache-unauthorized-ttl",
+       {"how long denied webhook answers are cached (default 30s)",
+        [](Config& c, const std::string& v) {
+          c.authorization_webhook_cache_unauthorized_ttl =
+              to_seconds("authorization-webhook-cache-unauthorized-ttl", v);
+        }}},
+      {"webhook-timeout", {"deadline of one token or authorization webhook call (default 10s; "
+                           "past it the token is not authenticated, the webhook has no opinion)",
+                           [](Config& c, const std::string& v) {
+                             c.webhook_timeout = to_seconds("webhook-timeout", v);
+                           }}},
+      {"anonymous-auth", {"requests without credentials act as system:anonymous (default false)",
+                          [](Config& c, const std::string& v) { c.anonymous_auth = to_bool("anonymous-auth", v); },
+                          false, true}},
+      {"authorization-mode", {"ordered comma list of AlwaysAllow, AlwaysDeny, ABAC, Webhook "
+                              "(default AlwaysAllow; system:masters is always allowed)",
+                              [](Config& c, const std::string& v) { c.authorization_modes = to_list(v); }}},
+      {"authorization-policy-file", {"ABAC policy, kube's JSON-lines format (with "
+                                     "--authorization-mode=ABAC)",
+                                     [](Config& c, const std::string& v) { c.authorization_policy_file = v; }}},
+      {"proxy-client-cert-file", {"client certificate presented to the delegate in front-proxy mode "
+                                  "(identity sent as X-Remote-* headers)",
+                                  [](Config& c, const std::string& v) { c.proxy_client_cert_file = v; }}},
+      {"proxy-client-key-file", {"key of --proxy-client-cert-file",
+                                 [](Config& c, const std::string& v) { c.proxy_client_key_file = v; }}},
+      {"audit-log-path", {"write one audit.k8s.io/v1 Event per request (level Metadata) to this "
+                          "file as JSON lines; \"-\" for standard output",
+                          [](Config& c, const std::string& v) { c.audit_log_path = v; }}},
+      {"audit-log-maxsize", {"megabytes of audit log before it is rotated (default 100; 0: never)",
+                             [](Config& c, const std::string& v) { c.audit_log_maxsize = to_int("audit-log-maxsize", v); }}},
+      {"audit-log-maxbackup", {"rotated audit log files kept (default 10)",
+                               [](Config& c, const std::string& v) { c.audit_log_maxbackup = to_int("audit-log-maxbackup", v); }}},
   };
   return table;
 }
@@ -221,7 +314,30 @@ Config parse_config(int argc, char** argv, bool& help) {
     throw ConfigError("--tls-cert-file and --tls-private-key-file go together");
   if (config.store_history_revisions < 0)
     throw ConfigError("--store-history-revisions: must not be negative");
+  if (config.proxy_client_cert_file.empty() != config.proxy_client_key_file.empty())
+    throw ConfigError("--proxy-client-cert-file and --proxy-client-key-file go together");
+  if (config.audit_log_maxsize < 0 || config.audit_log_maxbackup < 0)
+    throw ConfigError("--audit-log-maxsize and --audit-log-maxbackup must not be negative");
+  if (!config.proxy_client_cert_file.empty() && !config.delegate_client_cert_file.empty())
+    throw ConfigError("--proxy-client-cert-file and --delegate-client-cert-file both name the "
+                      "certificate presented to the delegate: give one");
+  for (const auto& mode : config.authorization_modes) {
+    if (mode != "AlwaysAllow" && mode != "AlwaysDeny" && mode != "ABAC" && mode != "Webhook") {
+      throw ConfigError("--authorization-mode: unknown mode \"" + mode +
+                        "\" (AlwaysAllow, AlwaysDeny, ABAC, Webhook)");
+    }
+    if (mode == "ABAC" && config.authorization_policy_file.empty())
+      throw ConfigError("--authorization-mode=ABAC needs --authorization-policy-file");
+    if (mode == "Webhook" && config.authorization_webhook_config_file.empty())
+      throw ConfigError("--authorization-mode=Webhook needs --authorization-webhook-config-file");
+  }
   return config;
+}
+
+bool Config::authentication_configured() const {
+  return !client_ca_file.empty() || !requestheader_client_ca_file.empty() ||
+         !token_auth_file.empty() || !authentication_token_webhook_config_file.empty() ||
+         anonymous_auth;
 }
 
 std::string usage() {

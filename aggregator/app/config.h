@@ -14,7 +14,7 @@ namespace dpa::app {
 struct Config {
   std::string bind_address = "127.0.0.1";
   int port = 8080;          // plain HTTP; -1 disables
-  int secure_port = -1;     // HTTPS; -1 disables, 0 picks a free port
+  int secure_port = 8443;   // HTTPS; -1 disables, 0 picks a free port
   std::string tls_cert_file;
   std::string tls_private_key_file;
   std::string data_dir = "./dataplane-aggregator-data";
@@ -43,6 +43,37 @@ struct Config {
   std::chrono::seconds store_history_duration{300};
   std::chrono::seconds store_compaction_interval{30};  // 0 = after every commit
   std::string grafana_version = "12.0.0";
+
+  // Authentication and authorization (DESIGN §6; names as kube-apiserver's flags). With none of
+  // the authentication flags, a generated admin token (<data-dir>/admin.token) is the way in.
+  std::string client_ca_file;
+  std::string requestheader_client_ca_file;
+  std::vector<std::string> requestheader_allowed_names;
+  std::vector<std::string> requestheader_username_headers{"X-Remote-User"};
+  std::vector<std::string> requestheader_uid_headers{"X-Remote-Uid"};
+  std::vector<std::string> requestheader_group_headers{"X-Remote-Group"};
+  std::vector<std::string> requestheader_extra_headers_prefix{"X-Remote-Extra-"};
+  std::string token_auth_file;
+  std::string authentication_token_webhook_config_file;
+  std::chrono::seconds authentication_token_webhook_cache_ttl{120};
+  bool anonymous_auth = false;
+  std::vector<std::string> authorization_modes{"AlwaysAllow"};
+  std::string authorization_policy_file;
+  std::string authorization_webhook_config_file;
+  std::chrono::seconds authorization_webhook_cache_authorized_ttl{300};
+  std::chrono::seconds authorization_webhook_cache_unauthorized_ttl{30};
+  std::chrono::milliseconds webhook_timeout{10000};  // per webhook call
+  // Front-proxy mode toward the delegate: the identity travels as X-Remote-* headers over a
+  // connection presenting this certificate.
+  std::string proxy_client_cert_file;
+  std::string proxy_client_key_file;
+  // Audit log (one audit.k8s.io/v1 Event per request, level Metadata); empty path: none.
+  std::string audit_log_path;
+  int audit_log_maxsize = 100;   // MB before rotation; 0: never
+  int audit_log_maxbackup = 10;  // rotated files kept
+
+  // True when any authentication flag was given (else the admin token is generated).
+  bool authentication_configured() const;
 };
 
 struct ConfigError : std::runtime_error {

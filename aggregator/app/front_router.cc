@@ -1,6 +1,7 @@
 #include "aggregator/app/front_router.h"
 
 #include "aggregator/apimachinery/codec.h"
+#include "aggregator/app/access_control.h"
 #include "aggregator/app/discovery.h"
 #include "aggregator/controller/registration_controller.h"
 #include "aggregator/dataplane/dispatcher.h"
@@ -52,12 +53,36 @@ std::vector<GroupVersion> routed_group_versions(const dataplane::RouteTable& tab
   return out;
 }
 
+// The user as Grafana's plugins know it (DESIGN §6): login = user name; name, email and role
+// from the extra keys of the same names.
+plugin::RequestUser plugin_user(const auth::UserInfo& user) {
+  plugin::RequestUser out;
+  out.login = user.name;
+  auto first = [&user](const char* key) {
+    auto it = user.extra.find(key);
+    return it == user.extra.end() || it->second.empty() ? std::string() : it->second.front();
+  };
+  out.name = first("name");
+  out.email = first("email");
+  out.role = first("role");
+  return out;
+}
+
 }  // namespace
 
 void FrontRouter::handle(std::shared_ptr<http::Exchange> exchange) {
   const std::string_view path = exchange->path();
+  // Open to anyone, as kube-apiserver's system:public-info-viewer grants them.
   if (is_health_path(path)) return deps_.health.handle(*exchange);
   if (path == "/version") return serve_version(*exchange);
+  deps_.access.check(exchange, [this, exchange](std::shared_ptr<const auth::UserInfo> user) {
+    route(exchange, std::move(user));
+  });
+}
+
+void FrontRouter::route(std::shared_ptr<http::Exchange> exchange,
+                        std::shared_ptr<const auth::UserInfo> user) {
+  const std::string_view path = exchange->path();
   if (path == "/metrics") return serve_metrics(*exchange);
   if (path == "/apis" || path == "/apis/") return serve_discovery(std::move(exchange));
   if (path == "/openapi/v3" && deps_.delegate.configured()) {
@@ -65,7 +90,9 @@ void FrontRouter::handle(std::shared_ptr<http::Exchange> exchange) {
   }
   // The legacy core group belongs to the delegate when there is one (kube-apiserver behind us).
   const bool core_group = path == "/api" || starts_with(path, "/api/");
-  if (core_group && deps_.delegate.configured()) return deps_.delegate.forward(std::move(exchange));
+  if (core_group && deps_.delegate.configured()) {
+    return deps_.delegate.forward(std::move(exchange), std::move(user));
+  }
   if (deps_.api.serves(path)) return deps_.api.handle(std::move(exchange));
 
   if (starts_with(path, "/apis/")) {
@@ -86,11 +113,12 @@ void FrontRouter::handle(std::shared_ptr<http::Exchange> exchange) {
         response.headers.emplace_back("Allow", match->allow);
         return exchange->respond(std::move(response));
       }
+      if (user) match->user = plugin_user(*user);
       return deps_.dataplane.handle(std::move(exchange), std::move(*match));
     }
     if (!deps_.delegate.configured() && serve_plugin_group_discovery(*exchange)) return;
   }
-  deps_.delegate.forward(std::move(exchange));
+  deps_.delegate.forward(std::move(exchange), std::move(user));
 }
 
 void FrontRouter::serve_version(http::Exchange& exchange) {

@@ -10,6 +10,9 @@
 #include <memory>
 #include <string>
 
+namespace dpa::auth {
+struct UserInfo;
+}
 namespace dpa::controller {
 class RegistrationController;
 }
@@ -28,6 +31,8 @@ class Metrics;
 
 namespace dpa::app {
 
+class AccessControl;
+
 struct FrontRouterDeps {
   HealthChecks& health;
   obs::Metrics& metrics;
@@ -35,6 +40,8 @@ struct FrontRouterDeps {
   controller::RegistrationController& registration;
   dataplane::DataPlane& dataplane;
   delegate::DelegateProxy& delegate;
+  // Authenticates and authorizes every request but the open ones (health, version).
+  const AccessControl& access;
 };
 
 class FrontRouter {
@@ -50,6 +57,8 @@ class FrontRouter {
                                                       std::string_view query);
 
  private:
+  // Where an admitted request goes; `user` is who it acts as.
+  void route(std::shared_ptr<http::Exchange> exchange, std::shared_ptr<const auth::UserInfo> user);
   void serve_discovery(std::shared_ptr<http::Exchange> exchange);
   void serve_openapi_index(std::shared_ptr<http::Exchange> exchange);
   void serve_version(http::Exchange& exchange);

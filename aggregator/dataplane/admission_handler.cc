@@ -199,7 +199,7 @@ void handle_admission(std::shared_ptr<const DataPlaneContext> context,
     }
     auto parsed = parse_admission_review(content_type, *body);
     if (!parsed) return exchange->respond_error(parsed.error());
-    auto user = request_user(exchange->header());
+    const auto& user = match.user;
     auto target = resolve_plugin(*context, match.service->spec.plugin_id, nullptr, nullptr,
                                  user ? &*user : nullptr, parsed->ns);
     if (!target) return exchange->respond_error(target.error());

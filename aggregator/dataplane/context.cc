@@ -7,20 +7,6 @@
 #include <boost/asio/post.hpp>
 
 namespace dpa::dataplane {
-namespace {
-
-std::string header_value(const http::Header& header, std::string_view name) {
-  auto it = header.find(name);
-  if (it == header.end()) return {};
-  return std::string(it->value());
-}
-
-std::string first_of(const http::Header& header, std::string_view a, std::string_view b) {
-  std::string v = header_value(header, a);
-  return v.empty() ? header_value(header, b) : v;
-}
-
-}  // namespace
 
 void DataPlaneContext::encode(std::function<void()> fn) const {
   if (encoder) return boost::asio::post(encoder, std::move(fn));
@@ -31,16 +17,6 @@ const std::string& DataPlaneContext::user_agent() const {
   if (!options.user_agent.empty()) return options.user_agent;
   static const std::string kDefault = plugin::grafana_user_agent(DataPlaneOptions{}.grafana_version);
   return kDefault;
-}
-
-std::optional<plugin::RequestUser> request_user(const http::Header& header) {
-  plugin::RequestUser user;
-  user.login = first_of(header, "X-Remote-User", "X-Grafana-User");
-  if (user.login.empty()) return std::nullopt;
-  user.name = first_of(header, "X-Remote-Extra-Name", "X-Grafana-Name");
-  user.email = first_of(header, "X-Remote-Extra-Email", "X-Grafana-Email");
-  user.role = first_of(header, "X-Remote-Extra-Role", "X-Grafana-Org-Role");
-  return user;
 }
 
 api::Expected<std::chrono::milliseconds> request_timeout(const http::Exchange& exchange,
@@ -97,10 +73,9 @@ api::Expected<PluginTarget> resolve_plugin(const DataPlaneContext& context,
 }
 
 api::Expected<PluginTarget> resolve_target(const DataPlaneContext& context,
-                                           const RouteMatch& match,
-                                           const http::Exchange& exchange) {
+                                           const RouteMatch& match) {
   const auto& spec = match.service->spec;
-  auto user = request_user(exchange.header());
+  const auto& user = match.user;
   std::shared_ptr<const plugin::DatasourceSet> snapshot;
   const plugin::Datasource* ds = nullptr;
   if (!match.datasource_uid.empty()) {

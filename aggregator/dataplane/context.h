@@ -59,21 +59,15 @@ struct PluginTarget {
 // For a match that names a datasource ({uid}): the datasource must exist (404 NotFound) and be of
 // the DataPlaneService's pluginID type (400 "invalid datasource type"); then the plugin must be
 // running (503 ServiceUnavailable otherwise). Cluster-level matches get a plugin-level context
-// (no datasource; an app plugin gets appInstanceSettings). The request user comes from the
-// authenticating proxy's headers (request_user).
+// (no datasource; an app plugin gets appInstanceSettings). The request user is match.user.
 api::Expected<PluginTarget> resolve_target(const DataPlaneContext& context,
-                                           const RouteMatch& match, const http::Exchange& exchange);
+                                           const RouteMatch& match);
 // Same, for callers without a request (availability controller): ds may be null.
 api::Expected<PluginTarget> resolve_plugin(const DataPlaneContext& context,
                                            const std::string& plugin_id,
                                            const plugin::Datasource* ds,
                                            std::shared_ptr<const plugin::DatasourceSet> snapshot,
                                            const plugin::RequestUser* user, const std::string& ns);
-
-// The user an authenticating front proxy vouches for: X-Remote-User (Kubernetes request-header
-// authentication) or X-Grafana-User for the login; X-Remote-Extra-Name/-Email/-Role or
-// X-Grafana-Name/-Email/-Org-Role for the rest. nullopt when no login header is present.
-std::optional<plugin::RequestUser> request_user(const http::Header& header);
 
 // ?timeout= (a Go duration, as Kubernetes accepts it), capped at max; absent -> fallback.
 // Invalid -> 400 BadRequest.

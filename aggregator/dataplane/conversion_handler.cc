@@ -128,7 +128,7 @@ void handle_conversion(std::shared_ptr<const DataPlaneContext> context,
     }
     auto parsed = parse_conversion_review(content_type, *body);
     if (!parsed) return exchange->respond_error(parsed.error());
-    auto user = request_user(exchange->header());
+    const auto& user = match.user;
     auto target = resolve_plugin(*context, match.service->spec.plugin_id, nullptr, nullptr,
                                  user ? &*user : nullptr, "");
     if (!target) return exchange->respond_error(target.error());

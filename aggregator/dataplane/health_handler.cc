@@ -48,7 +48,7 @@ void handle_health(std::shared_ptr<const DataPlaneContext> context,
   auto timeout = request_timeout(*exchange, context->options.call_timeout,
                                  context->options.max_timeout);
   if (!timeout) return exchange->respond_error(timeout.error());
-  auto target = resolve_target(*context, match, *exchange);
+  auto target = resolve_target(*context, match);
   if (!target) return exchange->respond_error(target.error());
   pluginv2::CheckHealthRequest request;
   *request.mutable_plugincontext() = std::move(target->plugin_context);

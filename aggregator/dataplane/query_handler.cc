@@ -488,7 +488,7 @@ void handle_query(std::shared_ptr<const DataPlaneContext> context,
         !ok) {
       return exchange->respond_error(ok.error());
     }
-    auto target = resolve_target(*context, match, *exchange);
+    auto target = resolve_target(*context, match);
     if (!target) return exchange->respond_error(target.error());
 
     pluginv2::QueryDataRequest request;

@@ -231,7 +231,7 @@ ResourceHandler::ResourceHandler(std::shared_ptr<const DataPlaneContext> context
     : context_(std::move(context)) {}
 
 void ResourceHandler::handle(std::shared_ptr<http::Exchange> exchange, RouteMatch match) const {
-  auto target = resolve_target(*context_, match, *exchange);
+  auto target = resolve_target(*context_, match);
   if (!target.ok()) {
     exchange->respond_error(target.error());
     return;

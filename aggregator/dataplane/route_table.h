@@ -5,6 +5,7 @@
 #pragma once
 
 #include "aggregator/dataplaneservice/types.h"
+#include "aggregator/plugin/datasources.h"
 
 #include <cstddef>
 #include <memory>
@@ -53,6 +54,9 @@ struct RouteMatch {
   // {name} captures of a route service's path template, percent-decoded, in template order.
   std::vector<std::pair<std::string, std::string>> path_params;
   const dataplaneservice::Service* route = nullptr;  // kRoute: the matched services[] entry
+  // Who the request acts as (the authenticated or impersonated user), for PluginContext.user;
+  // set by the front router, never taken from request headers.
+  std::optional<plugin::RequestUser> user;
 };
 
 class ServiceMatcher;

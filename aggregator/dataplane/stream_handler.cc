@@ -193,7 +193,7 @@ void StreamHandler::handle(std::shared_ptr<http::Exchange> exchange, RouteMatch 
       return;
     }
   }
-  auto target = resolve_target(*context_, match, *exchange);
+  auto target = resolve_target(*context_, match);
   if (!target.ok()) {
     exchange->respond_error(target.error());
     return;
@@ -231,7 +231,7 @@ void StreamHandler::subscribe(std::shared_ptr<http::Exchange> exchange, RouteMat
   spec->plugin_id = match.service->spec.plugin_id;
   spec->datasource_uid = match.datasource_uid;
   spec->namespace_name = match.namespace_name;
-  spec->user = request_user(exchange->header());
+  spec->user = match.user;
   spec->path = percent_decode_path(match.sub_path);
   spec->data = data;
   spec->headers = stream_headers(*exchange, target.datasource);

@@ -54,8 +54,14 @@ class Tunnel : public std::enable_shared_from_this<Tunnel> {
 class Forward : public std::enable_shared_from_this<Forward> {
  public:
   Forward(std::shared_ptr<http::Exchange> exchange, http::HttpClient& client,
-          const http::Endpoint& endpoint, std::chrono::milliseconds timeout)
-      : ex_(std::move(exchange)), client_(client), endpoint_(endpoint), timeout_(timeout) {}
+          const http::Endpoint& endpoint, std::chrono::milliseconds timeout, bool front_proxy,
+          std::shared_ptr<const auth::UserInfo> user)
+      : ex_(std::move(exchange)),
+        client_(client),
+        endpoint_(endpoint),
+        timeout_(timeout),
+        front_proxy_(front_proxy),
+        user_(std::move(user)) {}
 
   void start() {
     const http::Header& req = ex_->header();
@@ -126,8 +132,12 @@ class Forward : public std::enable_shared_from_this<Forward> {
       }
       if (http::is_hop_by_hop(name)) continue;
       if (!connection.empty() && http::header_list_contains(connection, name)) continue;
+      // Identity is established here, never taken from the client (DESIGN §6).
+      if (auth::is_remote_identity_header(name)) continue;
+      if (front_proxy_ && auth::is_client_credential_header(name)) continue;
       http::append_header(head, name, value);
     }
+    if (front_proxy_ && user_) auth::append_identity_headers(head, *user_);
     http::append_header(head, "Host", endpoint_.host_header());
     std::string remote = ex_->remote_address();
     head.append("X-Forwarded-For: ");
@@ -253,6 +263,8 @@ class Forward : public std::enable_shared_from_this<Forward> {
   bool chunked_ = false;
   bool upgrade_ = false;
   bool request_body_failed_ = false;
+  bool front_proxy_;
+  std::shared_ptr<const auth::UserInfo> user_;
 };
 
 }  // namespace
@@ -284,7 +296,8 @@ std::size_t DelegateProxy::idle_connections() const {
   return client_ ? client_->idle_connections() : 0;
 }
 
-void DelegateProxy::forward(std::shared_ptr<http::Exchange> exchange) {
+void DelegateProxy::forward(std::shared_ptr<http::Exchange> exchange,
+                            std::shared_ptr<const auth::UserInfo> user) {
   if (!configured()) {
     // Kubernetes' answer for a path nobody serves.
     return exchange->respond_error(
@@ -296,7 +309,8 @@ void DelegateProxy::forward(std::shared_ptr<http::Exchange> exchange) {
   }
   auto forward = std::make_shared<Forward>(
       std::move(exchange), *client_, endpoint_,
-      std::chrono::duration_cast<std::chrono::milliseconds>(options_.response_timeout));
+      std::chrono::duration_cast<std::chrono::milliseconds>(options_.response_timeout),
+      options_.front_proxy, std::move(user));
   forward->start();
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "aggregator/apimachinery/status.h"
+#include "aggregator/auth/auth.h"
 #include "aggregator/http/client.h"
 #include "aggregator/http/exchange.h"
 
@@ -24,6 +25,12 @@ struct DelegateOptions {
   std::chrono::seconds connect_timeout{5};
   // Time allowed for the delegate's response head (not the body: watches stream for hours).
   std::chrono::seconds response_timeout{60};
+  // Front-proxy mode (kube-aggregator's): the user travels as X-Remote-User/-Uid/-Group/-Extra-*
+  // over a connection presenting client_cert_file (the proxy client certificate), and the
+  // client's Authorization and Impersonate-* headers are dropped. Otherwise (pass-through) the
+  // client's own credentials go through for the delegate to judge. A client's X-Remote-* headers
+  // never go through.
+  bool front_proxy = false;
 };
 
 class DelegateProxy {
@@ -32,12 +39,13 @@ class DelegateProxy {
   ~DelegateProxy();
 
   bool configured() const;
-  // Configuration errors (bad URL, unreadable CA/cert): the lead refuses to start on them. While
-  // an error stands, forward() answers 503 with it.
+  // Configuration errors (bad URL, unreadable CA/cert): the process refuses to start on them.
+  // While an error stands, forward() answers 503 with it.
   const api::Outcome& status() const { return status_; }
 
-  // Proxies the request as-is (404 Status when no delegate is configured).
-  void forward(std::shared_ptr<http::Exchange> exchange);
+  // Proxies the request (404 Status when no delegate is configured) on behalf of `user`.
+  void forward(std::shared_ptr<http::Exchange> exchange,
+               std::shared_ptr<const auth::UserInfo> user = nullptr);
 
   // For the /apis discovery merge: GET path with headers, whole body (16 MiB max), within
   // timeout. `done` runs on an io_context thread.

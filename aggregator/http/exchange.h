@@ -12,6 +12,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/beast/http/fields.hpp>
 #include <boost/beast/http/message.hpp>
+#include <openssl/x509.h>
 
 #include <chrono>
 #include <cstddef>
@@ -25,6 +26,14 @@
 namespace dpa::http {
 
 using Header = boost::beast::http::request_header<boost::beast::http::fields>;
+
+// A TLS client's certificates as it presented them. The handshake does not judge them: each
+// authenticator verifies the chain against its own CA (--client-ca-file,
+// --requestheader-client-ca-file), as kube-apiserver does.
+struct PeerCertificates {
+  std::shared_ptr<X509> leaf;
+  std::vector<std::shared_ptr<X509>> intermediates;
+};
 
 // A complete response. Content-Length is set by the session; Date/Server headers too.
 struct Response {
@@ -70,6 +79,8 @@ class Exchange {
   virtual bool has_query_param(std::string_view name) const = 0;
   virtual std::string remote_address() const = 0;  // "ip:port" of the client
   virtual bool is_tls() const = 0;
+  // The client certificate of a TLS connection; null when none was presented (or plain HTTP).
+  virtual const PeerCertificates* peer_certificates() const { return nullptr; }
   // The request id used in the access log line and passed to plugins/delegate.
   virtual const std::string& request_id() const = 0;
 
@@ -102,6 +113,11 @@ class Exchange {
   // callback can no longer fire and is released (it may hold the exchange: no cycle is left).
   virtual void on_close(std::function<void()> callback) = 0;
   virtual bool closed() const = 0;
+  // Called once, on the session's strand, when the exchange is over: the response complete (its
+  // status), the connection upgraded (101), or the client gone (the status sent so far, 0 if
+  // none). For layers above HTTP that account for requests (the audit log). Set it before
+  // responding; a later call replaces it.
+  virtual void on_complete(std::function<void(int status)> callback) { (void)callback; }
 
   // Upgrade: writes `head` (status 101 and headers) and hands over the raw connection.
   virtual void upgrade(ResponseHead head, std::function<void(std::unique_ptr<ByteStream>)> done) = 0;

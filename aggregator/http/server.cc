@@ -91,7 +91,7 @@ void Server::set_observer(std::function<void(const RequestRecord&)> observer) {
 api::Outcome Server::start() {
   const auto& o = state_->options;
   if (o.secure_port >= 0) {
-    auto ctx = make_server_tls_context(o.tls_cert_file, o.tls_key_file);
+    auto ctx = make_server_tls_context(o.tls_cert_file, o.tls_key_file, o.client_ca_files);
     if (!ctx) return ctx.error();
     state_->tls = std::move(ctx.value());
   }

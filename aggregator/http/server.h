@@ -22,6 +22,9 @@ struct ServerOptions {
   int port = -1;         // plain HTTP; -1 = off, 0 = ephemeral
   int secure_port = -1;  // HTTPS; -1 = off, 0 = ephemeral
   std::string tls_cert_file, tls_key_file;  // PEM
+  // CA files whose subjects are named in the TLS CertificateRequest; non-empty: clients are asked
+  // for a certificate (optional; Exchange::peer_certificates hands it to authentication).
+  std::vector<std::string> client_ca_files;
   std::size_t max_header_bytes = 64 * 1024;   // over -> 431 Status
   std::chrono::seconds header_timeout{10};    // whole header must arrive within -> close (slowloris)
   std::chrono::seconds idle_timeout{90};      // keep-alive idle

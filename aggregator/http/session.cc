@@ -179,6 +179,9 @@ class ServerExchange final : public Exchange,
   }
   std::string remote_address() const override { return remote_; }
   bool is_tls() const override { return Session<Stream>::kTls; }
+  const PeerCertificates* peer_certificates() const override {
+    return session_ ? session_->peer_certificates() : nullptr;
+  }
   const std::string& request_id() const override {
     if (request_id_.empty()) {
       auto it = parser_.get().find("X-Request-Id");
@@ -235,6 +238,13 @@ class ServerExchange final : public Exchange,
     auto self = this->shared_from_this();
     net::dispatch(executor_, [self]() {
       if (self == self->session_->current_) self->session_->client_gone();
+    });
+  }
+  void on_complete(std::function<void(int)> callback) override {
+    auto self = this->shared_from_this();
+    net::dispatch(executor_, [self, callback = std::move(callback)]() mutable {
+      if (self->finished_) return;
+      self->on_complete_ = std::move(callback);
     });
   }
   void on_close(std::function<void()> callback) override {
@@ -340,6 +350,7 @@ class ServerExchange final : public Exchange,
   std::atomic<bool> closed_flag_{false};
   std::atomic<std::size_t> pending_bytes_{0};
   std::function<void()> on_close_;
+  std::function<void(int)> on_complete_;
 };
 
 template <class Stream>
@@ -379,6 +390,28 @@ class Session final : public SessionControl, public std::enable_shared_from_this
 
   static constexpr bool kTls = !std::is_same_v<Stream, beast::tcp_stream>;
   bool is_tls() const { return kTls; }
+  const PeerCertificates* peer_certificates() const { return peer_ ? &*peer_ : nullptr; }
+
+  // The client certificate and the intermediates it sent, kept for the connection's lifetime.
+  void capture_peer_certificates() {
+    if constexpr (kTls) {
+      SSL* ssl = stream_.native_handle();
+      X509* leaf = SSL_get1_peer_certificate(ssl);
+      if (!leaf) return;
+      auto free_x509 = [](X509* x) { X509_free(x); };
+      PeerCertificates peer;
+      peer.leaf = std::shared_ptr<X509>(leaf, free_x509);
+      if (STACK_OF(X509)* chain = SSL_get_peer_cert_chain(ssl)) {
+        for (int i = 0; i < sk_X509_num(chain); ++i) {
+          X509* cert = sk_X509_value(chain, i);
+          if (X509_cmp(cert, leaf) == 0) continue;  // some stacks repeat the leaf
+          X509_up_ref(cert);
+          peer.intermediates.push_back(std::shared_ptr<X509>(cert, free_x509));
+        }
+      }
+      peer_ = std::move(peer);
+    }
+  }
 
   // --- SessionControl --------------------------------------------------------------------------
   void begin_shutdown() override {
@@ -411,6 +444,7 @@ class Session final : public SessionControl, public std::enable_shared_from_this
       stream_.async_handshake(net::ssl::stream_base::server,
                               [self = this->shared_from_this()](error_code ec) {
                                 if (ec) return self->do_close();
+                                self->capture_peer_certificates();
                                 self->start_first_request();
                               });
     } else {
@@ -515,6 +549,7 @@ class Session final : public SessionControl, public std::enable_shared_from_this
   // disagree about where the request ends (request smuggling) or which host it names. Beast
   // accepts each of these; a proxy must not pass them on.
   static std::optional<api::ApiError> framing_error(const Header& req) {
+    if (auto invalid = target_error(req)) return invalid;
     int hosts = 0, lengths = 0;
     std::string codings;
     for (const auto& field : req) {
@@ -565,6 +600,46 @@ class Session final : public SessionControl, public std::enable_shared_from_this
       return error;
     }
     return std::nullopt;
+  }
+
+  // Authentication, authorization and routing must all see the same path, so a target they
+  // could read differently is refused here, once (400, as kube-apiserver refuses paths it will
+  // not serve): anything but origin form ("/path?query"; "*" for OPTIONS), and "." or ".."
+  // segments, plain or percent-encoded, which a later hop would resolve to another path.
+  static std::optional<api::ApiError> target_error(const Header& req) {
+    std::string_view target = req.target();
+    if (target == "*" && req.method() == bhttp::verb::options) return std::nullopt;
+    if (target.empty() || target.front() != '/') {
+      return api::ApiError::bad_request("the request target must be an absolute path");
+    }
+    std::string_view path = target.substr(0, target.find('?'));
+    std::size_t start = 1;
+    while (start <= path.size()) {
+      std::size_t slash = path.find('/', start);
+      if (slash == std::string_view::npos) slash = path.size();
+      std::string_view segment = path.substr(start, slash - start);
+      if (is_dot_segment(segment)) {
+        return api::ApiError::bad_request("the request path must not contain \".\" or \"..\" segments");
+      }
+      start = slash + 1;
+    }
+    return std::nullopt;
+  }
+
+  static bool is_dot_segment(std::string_view segment) {
+    int dots = 0;
+    for (std::size_t i = 0; i < segment.size(); ++i) {
+      if (segment[i] == '.') {
+        ++dots;
+      } else if (segment[i] == '%' && i + 2 < segment.size() && segment[i + 1] == '2' &&
+                 (segment[i + 2] == 'e' || segment[i + 2] == 'E')) {
+        ++dots;
+        i += 2;
+      } else {
+        return false;
+      }
+    }
+    return dots == 1 || dots == 2;
   }
 
   // A request we answer ourselves before any handler sees it; the connection then closes.
@@ -888,6 +963,11 @@ class Session final : public SessionControl, public std::enable_shared_from_this
   }
 
   void record(const ExchangePtr& ex) {
+    if (ex->on_complete_) {
+      auto complete = std::move(ex->on_complete_);
+      ex->on_complete_ = nullptr;
+      obs::contain("request completion", [&] { complete(ex->status_); });
+    }
     const auto& opts = state_->options;
     bool log = opts.access_log && obs::log_level() <= obs::Level::kInfo;
     if (!log && !state_->observer) return;
@@ -1026,6 +1106,7 @@ class Session final : public SessionControl, public std::enable_shared_from_this
   ServerState::Registry::iterator registration_;
   bool registered_ = false;
   std::string remote_;
+  std::optional<PeerCertificates> peer_;
   beast::flat_buffer buffer_;
   ExchangePtr current_;  // the request being handled
   ExchangePtr pending_;  // the request whose header is being read

@@ -92,8 +92,9 @@ api::Outcome ensure_self_signed_certificate(const std::string& cert_path,
   return api::Ok{};
 }
 
-api::Expected<std::shared_ptr<ssl::context>> make_server_tls_context(const std::string& cert_file,
-                                                                      const std::string& key_file) {
+api::Expected<std::shared_ptr<ssl::context>> make_server_tls_context(
+    const std::string& cert_file, const std::string& key_file,
+    const std::vector<std::string>& client_ca_files) {
   auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
   boost::system::error_code ec;
   ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
@@ -106,6 +107,21 @@ api::Expected<std::shared_ptr<ssl::context>> make_server_tls_context(const std::
   if (ec) return tls_error("loading TLS private key " + key_file, ec.message());
   if (SSL_CTX_check_private_key(ctx->native_handle()) != 1) {
     return tls_error("TLS key " + key_file, "does not match certificate " + cert_file);
+  }
+  if (!client_ca_files.empty()) {
+    // Ask for a client certificate, naming the CAs that mean something here, but do not judge it
+    // during the handshake: a connection without one (a bearer token) is fine, and each
+    // authenticator verifies the chain against its own CA (kube-apiserver's model).
+    STACK_OF(X509_NAME)* names = sk_X509_NAME_new_null();
+    for (const auto& file : client_ca_files) {
+      if (SSL_add_file_cert_subjects_to_stack(names, file.c_str()) != 1) {
+        sk_X509_NAME_pop_free(names, X509_NAME_free);
+        return tls_error("loading client CA " + file, "no certificate could be read");
+      }
+    }
+    SSL_CTX_set_client_CA_list(ctx->native_handle(), names);
+    SSL_CTX_set_verify(ctx->native_handle(), SSL_VERIFY_PEER,
+                       [](int, X509_STORE_CTX*) { return 1; });
   }
   return ctx;
 }

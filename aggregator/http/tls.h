@@ -9,6 +9,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace dpa::http {
 
@@ -19,7 +20,8 @@ api::Outcome ensure_self_signed_certificate(const std::string& cert_path,
 
 // TLS 1.2+ server context from a PEM certificate chain and private key.
 api::Expected<std::shared_ptr<boost::asio::ssl::context>> make_server_tls_context(
-    const std::string& cert_file, const std::string& key_file);
+    const std::string& cert_file, const std::string& key_file,
+    const std::vector<std::string>& client_ca_files = {});
 
 // TLS 1.2+ client context verifying the peer against `ca_file` (the system store when empty),
 // presenting `client_cert_file`/`client_key_file` when both are given.

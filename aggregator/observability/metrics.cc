@@ -85,6 +85,10 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                  .Help("Exceptions that escaped a handler or callback and were contained.")
                  .Register(*registry_)
                  .Add({});
+  audit_events_ = &prometheus::BuildCounter()
+                       .Name("dataplane_aggregator_audit_events_total")
+                       .Help("Audit events, by result: written, or dropped (queue full, disk error).")
+                       .Register(*registry_);
 }
 
 void Metrics::observe_request(const std::string& verb, const std::string& resource, int code,
@@ -117,6 +121,15 @@ void Metrics::set_plugin_up(const std::string& plugin, bool up) {
 
 void Metrics::set_service_available(const std::string& name, bool available) {
   service_available_->Add({{"name", name}}).Set(available ? 1 : 0);
+}
+
+void Metrics::set_audit_events(std::uint64_t written, std::uint64_t dropped) {
+  // Counters only go up: advance each to the log's own total.
+  for (auto [result, total] : {std::pair{"written", written}, std::pair{"dropped", dropped}}) {
+    auto& counter = audit_events_->Add({{"result", result}});
+    const double value = static_cast<double>(total);
+    if (value > counter.Value()) counter.Increment(value - counter.Value());
+  }
 }
 
 void Metrics::on_scrape(std::function<void()> refresh) {

@@ -8,6 +8,7 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -36,6 +37,8 @@ class Metrics {
   // Sets dpa_plugin_up{plugin} to 1/0, dpa_dataplaneservice_available{name}.
   void set_plugin_up(const std::string& plugin, bool up);
   void set_service_available(const std::string& name, bool available);
+  // Totals of the audit log: events written, events dropped (queue full, write errors).
+  void set_audit_events(std::uint64_t written, std::uint64_t dropped);
 
   // Callbacks run just before each scrape, to refresh gauges from their owners.
   void on_scrape(std::function<void()> refresh);
@@ -59,6 +62,7 @@ class Metrics {
   prometheus::Gauge* stream_subscribers_;
   prometheus::Gauge* build_info_;
   prometheus::Counter* panics_;
+  prometheus::Family<prometheus::Counter>* audit_events_;
   std::mutex refresh_mutex_;
   std::vector<std::function<void()>> refreshers_;
 };

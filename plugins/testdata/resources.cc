@@ -54,11 +54,18 @@ grpc::Status ResourceHandler::call_resource(const sdk::CallContext& ctx,
     for (const auto& [name, list] : request.headers()) {
       headers[name] = nlohmann::json(std::vector<std::string>(list.values().begin(), list.values().end()));
     }
+    // The user the host says is calling (PluginContext.user), to show whom the plugin believes.
+    const auto& user = request.plugincontext().user();
     const nlohmann::json body = {{"method", request.method()},
                                  {"path", request.path()},
                                  {"url", request.url()},
                                  {"headers", headers},
-                                 {"body", request.body()}};
+                                 {"body", request.body()},
+                                 {"user",
+                                  {{"login", user.login()},
+                                   {"name", user.name()},
+                                   {"email", user.email()},
+                                   {"role", user.role()}}}};
     sender.send(200, kJsonHeaders, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     return grpc::Status::OK;
   }

@@ -40,15 +40,18 @@ struct DataPlaneFixture {
                                  {"admission", "", ""},
                                  {"conversion", "", ""}}}}});
 
-  // Routes and runs one request; waits for the response.
+  // Routes and runs one request as `user` (what the front router sets after authentication);
+  // waits for the response.
   std::shared_ptr<FakeExchange> run(boost::beast::http::verb method, const std::string& target,
                                     std::string body = {},
-                                    std::vector<std::pair<std::string, std::string>> headers = {}) {
+                                    std::vector<std::pair<std::string, std::string>> headers = {},
+                                    std::optional<plugin::RequestUser> user = std::nullopt) {
     auto exchange = make_exchange(method, target, std::move(body), std::move(headers));
     const std::string path(exchange->path());
     auto match = table->match(std::string(boost::beast::http::to_string(method)), path);
     EXPECT_TRUE(match.has_value()) << target;
     if (!match) return exchange;
+    match->user = std::move(user);
     data_plane.handle(exchange, std::move(*match));
     EXPECT_TRUE(exchange->wait()) << "no response for " << target;
     return exchange;

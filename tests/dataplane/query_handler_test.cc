@@ -190,8 +190,12 @@ TEST(QueryEncodeTest, MalformedArrowIs502AndJsonFramesPassThrough) {
 TEST(QueryHandlerTest, GrafanaTestOneExactBody) {
   DataPlaneFixture f;
   f.plugin->on_query_data = [](const pluginv2::QueryDataRequest&) { return one_empty_frame(); };
+  // Identity headers a client sends are not who it is: PluginContext.user is the routed user.
+  plugin::RequestUser alice;
+  alice.login = "alice";
+  alice.email = "a@example.com";
   auto ex = f.run(verb::post, kQueryPath, body_with(R"({"type":"testds","uid":"123","apiVersion":"v1"})"),
-                  {{"X-Remote-User", "alice"}, {"X-Remote-Extra-Email", "a@example.com"}});
+                  {{"X-Remote-User", "mallory"}, {"X-Grafana-Org-Role", "Admin"}}, alice);
   EXPECT_EQ(ex->status(), 200);
   EXPECT_EQ(ex->body(), kGrafanaBody);
   EXPECT_EQ(ex->response_header("Content-Type").rfind("application/json", 0), 0u);
@@ -202,6 +206,7 @@ TEST(QueryHandlerTest, GrafanaTestOneExactBody) {
   EXPECT_EQ(ctx.datasourceinstancesettings().uid(), "123");
   EXPECT_EQ(ctx.user().login(), "alice");
   EXPECT_EQ(ctx.user().email(), "a@example.com");
+  EXPECT_EQ(ctx.user().role(), "");
   EXPECT_EQ(ctx.namespace_(), "default");
   EXPECT_EQ(requests[0].queries(0).refid(), "1");
   EXPECT_EQ(f.plugin->timeouts()[0], std::chrono::milliseconds(60000));

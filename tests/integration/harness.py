@@ -20,8 +20,6 @@ import tempfile
 import time
 import urllib.parse
 
-import yaml
-
 BINARY = os.environ.get("DPA_BINARY", "")
 PLUGINS_DIR = os.environ.get("DPA_PLUGINS_DIR", "")
 SOURCE_DIR = os.environ.get("DPA_SOURCE_DIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
@@ -68,7 +66,8 @@ class Aggregator:
 
     # --- lifecycle -------------------------------------------------------------------------
     def command(self):
-        cmd = [BINARY, "--port", "0", "--data-dir", self.data_dir, "--log-level", "debug"]
+        cmd = [BINARY, "--port", "0", "--secure-port", "0", "--data-dir", self.data_dir,
+               "--log-level", "debug"]
         if self.plugins_dir:
             cmd += ["--plugins-dir", self.plugins_dir]
         if self.datasources:
@@ -84,6 +83,7 @@ class Aggregator:
         except FileNotFoundError:
             pass
         self._log = open(self.log_path, "ab")
+        start_offset = self._log.tell()  # a restart appends: read only this run's lines
         self.proc = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT,
                                      env=self.env, start_new_session=True)
         deadline = time.time() + timeout
@@ -91,13 +91,16 @@ class Aggregator:
             if self.proc.poll() is not None:
                 raise RuntimeError("aggregator exited with %s:\n%s" % (self.proc.returncode, self.log()))
             if os.path.exists(self.kubeconfig):
-                try:
-                    with open(self.kubeconfig) as f:
-                        cfg = yaml.safe_load(f)
-                    self.url = cfg["clusters"][0]["cluster"]["server"]
+                # The plain-HTTP URL the tests talk to is on the "serving" line (the kubeconfig
+                # names the HTTPS port, where kubectl sends its token).
+                with open(self.log_path, "rb") as f:
+                    f.seek(start_offset)
+                    lines = f.read().decode("utf-8", "replace").splitlines()
+                serving = [json.loads(line) for line in lines if '"msg":"serving"' in line]
+                if serving:
+                    self.url = serving[-1]["url"]
+                    self.secure_port = serving[-1]["secure_port"]
                     break
-                except Exception:
-                    pass
             time.sleep(0.05)
         else:
             raise RuntimeError("aggregator did not write its kubeconfig:\n" + self.log())
@@ -212,13 +215,34 @@ class Aggregator:
         u = urllib.parse.urlsplit(self.url)
         return u.hostname, u.port
 
-    def connection(self, timeout=30):
-        host, port = self.host_port
-        return http.client.HTTPConnection(host, port, timeout=timeout)
+    @property
+    def token(self):
+        """The generated admin token (DESIGN §6: started without authentication flags, the
+        aggregator writes <data-dir>/admin.token and puts it into its kubeconfig); None when the
+        test configured authentication itself."""
+        try:
+            with open(os.path.join(self.data_dir, "admin.token")) as f:
+                return f.read().strip() or None
+        except FileNotFoundError:
+            return None
 
-    def request(self, method, path, body=None, headers=None, timeout=30):
-        """One request on a fresh connection: (status, headers dict lower-cased, body bytes)."""
+    def auth_header(self):
+        """{"Authorization": "Bearer <admin token>"}, or {} without one."""
+        token = self.token
+        return {"Authorization": "Bearer " + token} if token else {}
+
+    def connection(self, timeout=30):
+        """An HTTPConnection whose requests carry the admin token (unless the caller sets its own
+        Authorization header, or passes authorization=False to request())."""
+        host, port = self.host_port
+        return _AuthedConnection(host, port, timeout=timeout, auth=self.auth_header())
+
+    def request(self, method, path, body=None, headers=None, timeout=30, authorization=True):
+        """One request on a fresh connection: (status, headers dict lower-cased, body bytes). It
+        carries the admin token unless `authorization` is False or headers name their own."""
         conn = self.connection(timeout)
+        if not authorization:
+            conn.auth = {}
         try:
             if isinstance(body, (dict, list)):
                 body = json.dumps(body)
@@ -244,10 +268,24 @@ class Aggregator:
         return r
 
     def curl(self, *args, check=True, timeout=60):
-        r = subprocess.run(["curl", "-sS", *args], capture_output=True, timeout=timeout)
+        """curl with the admin token."""
+        auth = ["-H", "Authorization: Bearer " + self.token] if self.token else []
+        r = subprocess.run(["curl", "-sS", *auth, *args], capture_output=True, timeout=timeout)
         if check and r.returncode != 0:
             raise AssertionError("curl %s failed: %s" % (args, r.stderr))
         return r
+
+
+class _AuthedConnection(http.client.HTTPConnection):
+    def __init__(self, host, port, timeout, auth):
+        super().__init__(host, port, timeout=timeout)
+        self.auth = auth
+
+    def request(self, method, url, body=None, headers=None, **kwargs):
+        headers = dict(headers or {})
+        if not any(k.lower() == "authorization" for k in headers):
+            headers.update(self.auth)
+        return super().request(method, url, body=body, headers=headers, **kwargs)
 
 
 def children_of(pid):

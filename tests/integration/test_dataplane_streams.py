@@ -56,7 +56,8 @@ def read_chunks(agg, path, count, timeout=20):
     """Reads a chunked response with a raw socket; returns [(arrival time, chunk bytes)]."""
     host, port = agg.host_port
     sock = socket.create_connection((host, port), timeout=timeout)
-    sock.sendall(("GET %s HTTP/1.1\r\nHost: %s:%d\r\n\r\n" % (path, host, port)).encode())
+    auth = "".join("%s: %s\r\n" % kv for kv in agg.auth_header().items())
+    sock.sendall(("GET %s HTTP/1.1\r\nHost: %s:%d\r\n%s\r\n" % (path, host, port, auth)).encode())
     buf = b""
     while b"\r\n\r\n" not in buf:
         buf += sock.recv(65536)
@@ -156,8 +157,9 @@ datasources:
     def test_resource_echo(self):
         status, headers, body = self.agg.request(
             "POST", DS + "/resources/echo/sub?x=1&y=two", body=b'{"hello":1}',
-            headers={"Content-Type": "application/json", "X-Custom": "yes",
-                     "Cookie": "grafana_session=secret", "Authorization": "Bearer caller"})
+            # The caller's own credentials (the admin token) never reach the plugin.
+            headers=dict({"Content-Type": "application/json", "X-Custom": "yes",
+                          "Cookie": "grafana_session=secret"}, **self.agg.auth_header()))
         self.assertEqual(status, 200, body)
         self.assertTrue(headers["content-type"].startswith("application/json"))
         echo = json.loads(body)
@@ -191,7 +193,8 @@ datasources:
         a = NdjsonReader(self.agg, path)
         b = NdjsonReader(self.agg, path)
         host, port = self.agg.host_port
-        ws = websocket.create_connection("ws://%s:%d%s" % (host, port, path), timeout=20)
+        ws = websocket.create_connection("ws://%s:%d%s" % (host, port, path), timeout=20,
+                                         header=["%s: %s" % kv for kv in self.agg.auth_header().items()])
         try:
             self.assertEqual(a.resp.status, 200)
             self.assertEqual(a.resp.getheader("Content-Type"), "application/x-ndjson")
@@ -240,8 +243,8 @@ datasources:
         RecordingHandler.seen = []
         status, headers, body = self.agg.request(
             "POST", PROXY_DS + "/proxy/api/v1/query?query=up&time=1", body=b"q=1",
-            headers={"Content-Type": "application/x-www-form-urlencoded",
-                     "Authorization": "Bearer caller", "Cookie": "grafana_session=x"})
+            headers=dict({"Content-Type": "application/x-www-form-urlencoded",
+                          "Cookie": "grafana_session=x"}, **self.agg.auth_header()))
         self.assertEqual(status, 207, body)
         self.assertEqual(headers.get("x-upstream"), "python")
         self.assertNotIn("set-cookie", headers)

@@ -17,10 +17,12 @@ BASE = "/apis/aggregation.grafana.app/v0alpha1/dataplaneservices"
 
 
 def raw_exchange(agg, data, timeout=10):
-    """Sends raw bytes on a new connection and returns everything read until the server closes
-    (or `timeout`)."""
+    """Sends raw bytes on a new connection, the admin token added after the request line, and
+    returns everything read until the server closes (or `timeout`)."""
     s = socket.create_connection(agg.host_port, timeout=timeout)
-    s.sendall(data)
+    line, _, rest = data.partition(b"\r\n")
+    auth = b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in agg.auth_header().items())
+    s.sendall(line + b"\r\n" + auth + rest)
     out = b""
     try:
         while True:
@@ -277,6 +279,7 @@ class BadClientInputTest(unittest.TestCase):
     def test_dripped_body_is_cut_at_the_request_timeout(self):
         s = socket.create_connection(self.agg.host_port, timeout=10)
         s.sendall(b"POST " + BASE.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Authorization: Bearer " + self.agg.token.encode() + b"\r\n"
                   b"Content-Length: 1000\r\n\r\n{")
         started = time.time()
         closed = False

@@ -49,8 +49,10 @@ class PrometheusTest(unittest.TestCase):
             config = os.path.join(work, "prometheus.yml")
             with open(config, "w") as f:
                 f.write("global:\n  scrape_interval: 1s\nscrape_configs:\n"
-                        "  - job_name: dataplane-aggregator\n    static_configs:\n"
-                        "      - targets: ['%s:%d']\n" % (host, port))
+                        "  - job_name: dataplane-aggregator\n    authorization:\n"
+                        "      credentials_file: %s\n    static_configs:\n"
+                        "      - targets: ['%s:%d']\n"
+                        % (os.path.join(agg.data_dir, "admin.token"), host, port))
             prom = subprocess.Popen(
                 ["prometheus", "--config.file", config, "--storage.tsdb.path", os.path.join(work, "tsdb"),
                  "--web.listen-address", "127.0.0.1:%d" % prom_port],
