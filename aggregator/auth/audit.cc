@@ -10,26 +10,12 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
-#include <ctime>
 
 namespace dpa::auth {
 namespace {
 
 using ojson = nlohmann::ordered_json;
-
-// RFC 3339 with microseconds in UTC, as kube writes audit timestamps.
-std::string timestamp(std::chrono::system_clock::time_point t) {
-  auto micros = std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
-  std::time_t seconds = static_cast<std::time_t>(micros / 1000000);
-  std::tm tm{};
-  gmtime_r(&seconds, &tm);
-  char buf[64];
-  std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::snprintf(buf + n, sizeof buf - n, ".%06lldZ", static_cast<long long>(micros % 1000000));
-  return buf;
-}
 
 ojson user_json(const UserInfo& user) {
   ojson u = ojson::object();
@@ -69,8 +55,8 @@ std::string audit_line(const AuditEvent& e) {
     event["objectRef"] = std::move(ref);
   }
   event["responseStatus"] = {{"metadata", ojson::object()}, {"code", e.code}};
-  event["requestReceivedTimestamp"] = timestamp(e.received);
-  event["stageTimestamp"] = timestamp(e.completed);
+  event["requestReceivedTimestamp"] = obs::rfc3339_micros(e.received);
+  event["stageTimestamp"] = obs::rfc3339_micros(e.completed);
   if (!e.decision.empty()) {
     event["annotations"] = {{"authorization.k8s.io/decision", e.decision},
                             {"authorization.k8s.io/reason", e.reason}};

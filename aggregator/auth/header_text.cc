@@ -57,22 +57,6 @@ std::optional<std::string> query_unescape(std::string_view text) {
   return unescape(text, true);
 }
 
-std::string decode_path_leniently(std::string_view path) {
-  std::string out;
-  out.reserve(path.size());
-  for (std::size_t i = 0; i < path.size(); ++i) {
-    int hi = path[i] == '%' && i + 2 < path.size() ? hex_value(path[i + 1]) : -1;
-    int lo = hi >= 0 ? hex_value(path[i + 2]) : -1;
-    if (lo >= 0) {
-      out.push_back(static_cast<char>(hi * 16 + lo));
-      i += 2;
-    } else {
-      out.push_back(path[i]);
-    }
-  }
-  return out;
-}
-
 std::string extra_key(std::string_view name_after_prefix) {
   std::string lowered = to_lower(name_after_prefix);
   std::optional<std::string> key = path_unescape(lowered);

@@ -22,11 +22,6 @@ std::optional<std::string> path_unescape(std::string_view text);
 // Go's url.QueryUnescape: as path_unescape, and '+' is a space.
 std::optional<std::string> query_unescape(std::string_view text);
 
-// Percent-decodes a URL path or one of its segments leniently: an invalid escape stays as written,
-// exactly as the route table decodes segments (a stricter rule here would authorize another name
-// than the one routed).
-std::string decode_path_leniently(std::string_view path);
-
 // The extra key carried by a header name after its prefix (X-Remote-Extra-, Impersonate-Extra-):
 // lower-cased, then %-unescaped; kept as it is (lower-cased) when it does not unescape.
 std::string extra_key(std::string_view name_after_prefix);

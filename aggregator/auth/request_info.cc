@@ -5,6 +5,7 @@
 #include "aggregator/auth/auth.h"
 
 #include "aggregator/auth/header_text.h"
+#include "aggregator/http/wire.h"
 
 #include <optional>
 #include <span>
@@ -22,7 +23,7 @@ std::vector<std::string> split_path(std::string_view path) {
   if (path.empty()) return parts;
   while (true) {
     std::size_t slash = path.find('/');
-    parts.push_back(detail::decode_path_leniently(path.substr(0, slash)));
+    parts.push_back(http::percent_decode(path.substr(0, slash)));
     if (slash == std::string_view::npos) return parts;
     path.remove_prefix(slash + 1);
   }
@@ -128,7 +129,7 @@ std::string verb_for_method(std::string_view method) {
 Attributes request_attributes(std::string_view method, std::string_view path,
                               std::string_view query) {
   Attributes a;
-  a.path = detail::decode_path_leniently(path);
+  a.path = http::percent_decode(path);
   a.verb = detail::to_lower(method);
 
   const std::vector<std::string> parts = split_path(path);

@@ -6,6 +6,7 @@
 #include "aggregator/dataplane/metrics_handler.h"
 #include "aggregator/dataplane/query_handler.h"
 #include "aggregator/dataplane/resource_handler.h"
+#include "aggregator/http/wire.h"
 #include "aggregator/frames/utf8.h"
 
 namespace dpa::dataplane {
@@ -15,7 +16,7 @@ bool path_is_utf8(const http::Exchange& exchange, const RouteMatch& match) {
   using frames::is_valid_utf8;
   if (!is_valid_utf8(exchange.path()) || !is_valid_utf8(exchange.query())) return false;
   if (!is_valid_utf8(match.namespace_name) || !is_valid_utf8(match.datasource_uid)) return false;
-  if (!is_valid_utf8(percent_decode_path(match.sub_path))) return false;
+  if (!is_valid_utf8(http::percent_decode(match.sub_path))) return false;
   for (const auto& [name, value] : match.path_params) {
     if (!is_valid_utf8(value)) return false;
   }

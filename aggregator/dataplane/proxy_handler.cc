@@ -28,7 +28,7 @@ std::string base64(std::string_view data) {
 bool climbs_out(std::string_view sub_path) {
   while (!sub_path.empty()) {
     const auto slash = sub_path.find('/');
-    const std::string segment = percent_decode_path(sub_path.substr(0, slash));
+    const std::string segment = http::percent_decode(sub_path.substr(0, slash));
     if (segment == "." || segment == "..") return true;
     if (slash == std::string_view::npos) break;
     sub_path.remove_prefix(slash + 1);

@@ -3,6 +3,7 @@
 // client that goes away cancels the gRPC call; one that stops reading is cut off past a limit.
 #include "aggregator/dataplane/resource_handler.h"
 
+#include "aggregator/http/wire.h"
 #include "aggregator/observability/log.h"
 
 #include <boost/beast/core/string.hpp>
@@ -160,26 +161,6 @@ bool is_hop_by_hop(std::string_view name, const http::Header& request) {
   return false;
 }
 
-std::string percent_decode_path(std::string_view path) {
-  std::string out;
-  out.reserve(path.size());
-  const auto hex = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  for (std::size_t i = 0; i < path.size(); ++i) {
-    if (path[i] == '%' && i + 2 < path.size() && hex(path[i + 1]) >= 0 && hex(path[i + 2]) >= 0) {
-      out.push_back(static_cast<char>(hex(path[i + 1]) * 16 + hex(path[i + 2])));
-      i += 2;
-    } else {
-      out.push_back(path[i]);
-    }
-  }
-  return out;
-}
-
 std::vector<std::pair<std::string, std::string>> forwardable_headers(
     const http::Exchange& exchange, const plugin::Datasource* datasource) {
   std::vector<std::pair<std::string, std::string>> out;
@@ -210,7 +191,7 @@ pluginv2::CallResourceRequest make_call_resource_request(const http::Exchange& e
   // §1.3: the part after resources/ without a leading slash; a route service's own path.
   std::string_view raw = match.sub_path;
   while (!raw.empty() && raw.front() == '/') raw.remove_prefix(1);
-  request.set_path(percent_decode_path(raw));
+  request.set_path(http::percent_decode(raw));
   request.set_method(std::string(exchange.header().method_string()));
   std::string url(raw);
   if (!exchange.query().empty()) {

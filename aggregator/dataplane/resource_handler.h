@@ -22,8 +22,6 @@ std::string canonical_header_name(std::string_view name);
 // RFC 9110 §7.6.1: hop-by-hop headers (Connection, Keep-Alive, Proxy-*, TE, Trailer,
 // Transfer-Encoding, Upgrade) and every header the request's Connection header names.
 bool is_hop_by_hop(std::string_view name, const http::Header& request);
-// Percent-decodes a URL path ("%2F" stays decoded as '/'; '+' is not a space in paths).
-std::string percent_decode_path(std::string_view path);
 
 // The request headers a plugin may see, with Go-canonical names, in request order: hop-by-hop
 // and Host dropped; Cookie kept only for the cookie names the datasource's jsonData.keepCookies

@@ -8,6 +8,7 @@
 // plugin routes are tenant data, and Kubernetes authorizers key on the namespace.
 #include "aggregator/dataplane/route_table.h"
 
+#include "aggregator/http/wire.h"
 #include "aggregator/observability/log.h"
 
 #include <algorithm>
@@ -18,37 +19,10 @@ namespace {
 
 constexpr std::size_t kMaxSegments = 64;
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// Percent-decodes one path segment; invalid escapes are kept literally (as Go's PathValue would
-// have rejected the request earlier, we simply do not guess).
-std::string percent_decode(std::string_view in) {
-  std::string out;
-  out.reserve(in.size());
-  for (std::size_t i = 0; i < in.size(); ++i) {
-    if (in[i] == '%' && i + 2 < in.size()) {
-      int hi = hex_value(in[i + 1]);
-      int lo = hex_value(in[i + 2]);
-      if (hi >= 0 && lo >= 0) {
-        out.push_back(static_cast<char>(hi * 16 + lo));
-        i += 2;
-        continue;
-      }
-    }
-    out.push_back(in[i]);
-  }
-  return out;
-}
-
 bool is_dot_segment(std::string_view s) {
   if (s == "." || s == "..") return true;
   if (s.find('%') == std::string_view::npos) return false;
-  std::string d = percent_decode(s);
+  std::string d = http::percent_decode(s);
   return d == "." || d == "..";
 }
 
@@ -243,8 +217,8 @@ class ServiceMatcher {
     RouteMatch m = base(endpoint);
     m.allow = allowed;
     m.method_allowed = allowed_override && (m.allow.empty() || method == allowed);
-    m.namespace_name = percent_decode(ns);
-    m.datasource_uid = percent_decode(uid);
+    m.namespace_name = http::percent_decode(ns);
+    m.datasource_uid = http::percent_decode(uid);
     m.sub_path = std::string(sub);
     return m;
   }
@@ -259,7 +233,7 @@ class ServiceMatcher {
       if (r.method.empty() || r.method == method) {
         RouteMatch m = base(Endpoint::kRoute);
         m.route = r.service;
-        m.namespace_name = percent_decode(seg.parts[1]);
+        m.namespace_name = http::percent_decode(seg.parts[1]);
         m.sub_path = seg.count > 2 ? std::string(rest.substr(seg.offsets[2])) : std::string();
         m.path_params = std::move(params);
         m.allow = r.method;
@@ -274,7 +248,7 @@ class ServiceMatcher {
     RouteMatch m = base(Endpoint::kRoute);
     m.method_allowed = false;
     m.allow = std::move(allow);
-    m.namespace_name = percent_decode(seg.parts[1]);
+    m.namespace_name = http::percent_decode(seg.parts[1]);
     return m;
   }
 
@@ -287,14 +261,14 @@ class ServiceMatcher {
         std::string value;
         for (std::size_t k = i; k < seg.count; ++k) {
           if (k > i) value += '/';
-          value += percent_decode(seg.parts[k]);
+          value += http::percent_decode(seg.parts[k]);
         }
         params.emplace_back(ts.param, std::move(value));
         return true;
       }
       if (i >= seg.count || seg.parts[i].empty()) return false;
       if (ts.is_param) {
-        params.emplace_back(ts.param, percent_decode(seg.parts[i]));
+        params.emplace_back(ts.param, http::percent_decode(seg.parts[i]));
       } else if (seg.parts[i] != ts.literal) {
         return false;
       }

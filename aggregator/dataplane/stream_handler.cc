@@ -4,6 +4,7 @@
 #include "aggregator/dataplane/stream_handler.h"
 
 #include "aggregator/dataplane/resource_handler.h"
+#include "aggregator/http/wire.h"
 #include "aggregator/observability/log.h"
 
 #include <boost/beast/http/field.hpp>
@@ -232,7 +233,7 @@ void StreamHandler::subscribe(std::shared_ptr<http::Exchange> exchange, RouteMat
   spec->datasource_uid = match.datasource_uid;
   spec->namespace_name = match.namespace_name;
   spec->user = match.user;
-  spec->path = percent_decode_path(match.sub_path);
+  spec->path = http::percent_decode(match.sub_path);
   spec->data = data;
   spec->headers = stream_headers(*exchange, target.datasource);
 
@@ -317,7 +318,7 @@ void StreamHandler::subscribe(std::shared_ptr<http::Exchange> exchange, RouteMat
 
 void StreamHandler::publish(std::shared_ptr<http::Exchange> exchange, RouteMatch match,
                             PluginTarget target, std::string data) const {
-  const std::string path = percent_decode_path(match.sub_path);
+  const std::string path = http::percent_decode(match.sub_path);
   pluginv2::PublishStreamRequest request;
   *request.mutable_plugincontext() = target.plugin_context;
   request.set_path(path);

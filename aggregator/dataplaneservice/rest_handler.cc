@@ -8,6 +8,7 @@
 #include "aggregator/apimachinery/selectors.h"
 #include "aggregator/apimachinery/table.h"
 #include "aggregator/dataplaneservice/types.h"
+#include "aggregator/http/wire.h"
 #include "aggregator/observability/log.h"
 
 #include <boost/asio/post.hpp>
@@ -37,20 +38,6 @@ std::string key_of(const std::string& name) { return std::string(kKeyPrefix) + n
 
 bool starts_with(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && s.substr(0, prefix.size()) == prefix;
-}
-
-std::string percent_decode(std::string_view s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
-        std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
-      out.push_back(static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16)));
-      i += 2;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
 }
 
 api::Expected<json> object_from_record(const storage::Record& record) {
@@ -430,7 +417,7 @@ void RestHandler::handle(std::shared_ptr<http::Exchange> ex) {
   std::string_view rest = path.substr(kBase.size() + 1);
   for (;;) {
     auto slash = rest.find('/');
-    segments.push_back(percent_decode(rest.substr(0, slash)));
+    segments.push_back(http::percent_decode(rest.substr(0, slash)));
     if (slash == std::string_view::npos) break;
     rest = rest.substr(slash + 1);
   }

@@ -65,29 +65,6 @@ std::string make_request_id() {
 
 bool status_has_body(int status) { return !(status < 200 || status == 204 || status == 304); }
 
-// Percent-decodes a query component ('+' is a space in form encoding).
-std::string percent_decode(std::string_view in) {
-  std::string out;
-  out.reserve(in.size());
-  auto hex = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  for (std::size_t i = 0; i < in.size(); ++i) {
-    if (in[i] == '%' && i + 2 < in.size() && hex(in[i + 1]) >= 0 && hex(in[i + 2]) >= 0) {
-      out.push_back(static_cast<char>(hex(in[i + 1]) * 16 + hex(in[i + 2])));
-      i += 2;
-    } else if (in[i] == '+') {
-      out.push_back(' ');
-    } else {
-      out.push_back(in[i]);
-    }
-  }
-  return out;
-}
-
 // Finds `name` in a raw query string; returns whether present and its raw value.
 bool find_query_param(std::string_view query, std::string_view name, std::string_view& value) {
   std::size_t pos = 0;
@@ -97,7 +74,7 @@ bool find_query_param(std::string_view query, std::string_view name, std::string
     std::string_view pair = query.substr(pos, amp - pos);
     std::size_t eq = pair.find('=');
     std::string_view key = pair.substr(0, eq);
-    if (key == name || (key.find('%') != std::string_view::npos && percent_decode(key) == name)) {
+    if (key == name || (key.find('%') != std::string_view::npos && percent_decode(key, true) == name)) {
       value = eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
       return true;
     }
@@ -171,7 +148,7 @@ class ServerExchange final : public Exchange,
   std::string_view query() const override { return query_; }
   std::string query_param(std::string_view name) const override {
     std::string_view raw;
-    return find_query_param(query_, name, raw) ? percent_decode(raw) : std::string();
+    return find_query_param(query_, name, raw) ? percent_decode(raw, true) : std::string();
   }
   bool has_query_param(std::string_view name) const override {
     std::string_view raw;

@@ -52,6 +52,30 @@ bool header_list_contains(std::string_view list, std::string_view token) {
   return false;
 }
 
+std::string percent_decode(std::string_view text, bool plus_is_space) {
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const int hi = text[i] == '%' && i + 2 < text.size() ? hex(text[i + 1]) : -1;
+    const int lo = hi >= 0 ? hex(text[i + 2]) : -1;
+    if (lo >= 0) {
+      out.push_back(static_cast<char>(hi * 16 + lo));
+      i += 2;
+    } else if (plus_is_space && text[i] == '+') {
+      out.push_back(' ');
+    } else {
+      out.push_back(text[i]);
+    }
+  }
+  return out;
+}
+
 std::string_view address_of(std::string_view remote) {
   if (!remote.empty() && remote.front() == '[') {
     std::size_t close = remote.find(']');

@@ -28,6 +28,11 @@ bool header_list_contains(std::string_view list, std::string_view token);
 // and are checked with header_list_contains by the caller.
 bool is_hop_by_hop(std::string_view name);
 
+// Percent-decodes URL text leniently: "%xx" with two hex digits becomes that byte, anything else
+// (a lone '%', a bad escape) stays as written; with plus_is_space, '+' is a space (query strings).
+// The one decoder of the process, so that authorization, routing and handlers read a path alike.
+std::string percent_decode(std::string_view text, bool plus_is_space = false);
+
 // The address part of a peer written "ip:port" or "[v6]:port" (Exchange::remote_address),
 // without brackets: what X-Forwarded-For carries.
 std::string_view address_of(std::string_view remote);

@@ -22,10 +22,10 @@ const char* level_name(Level level) {
   return "info";
 }
 
-std::string timestamp() {
-  auto now = std::chrono::system_clock::now();
-  auto micros =
-      std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count();
+}  // namespace
+
+std::string rfc3339_micros(std::chrono::system_clock::time_point t) {
+  auto micros = std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
   std::time_t seconds = static_cast<std::time_t>(micros / 1000000);
   std::tm tm{};
   gmtime_r(&seconds, &tm);
@@ -34,8 +34,6 @@ std::string timestamp() {
   std::snprintf(buf + n, sizeof buf - n, ".%06lldZ", static_cast<long long>(micros % 1000000));
   return buf;
 }
-
-}  // namespace
 
 void set_log_level(Level level) { g_level.store(level, std::memory_order_relaxed); }
 Level log_level() { return g_level.load(std::memory_order_relaxed); }
@@ -50,7 +48,7 @@ Level parse_level(std::string_view name) {
 void log(Level level, std::string_view message, const nlohmann::json& fields) {
   if (level < log_level()) return;
   nlohmann::ordered_json line;
-  line["ts"] = timestamp();
+  line["ts"] = rfc3339_micros(std::chrono::system_clock::now());
   line["level"] = level_name(level);
   line["msg"] = message;
   if (fields.is_object()) {

@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
+#include <string>
 #include <string_view>
 
 namespace dpa::obs {
@@ -14,6 +16,9 @@ void set_log_level(Level level);
 Level log_level();
 // Level from "debug"/"info"/"warn"/"error"; unknown names give kInfo.
 Level parse_level(std::string_view name);
+
+// RFC 3339 in UTC with microseconds ("2026-07-23T18:32:12.123456Z"): log lines, audit events.
+std::string rfc3339_micros(std::chrono::system_clock::time_point t);
 
 // fields: a JSON object whose keys are appended after ts/level/msg.
 void log(Level level, std::string_view message, const nlohmann::json& fields = nullptr);

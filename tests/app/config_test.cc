@@ -25,8 +25,26 @@ TEST(ConfigTest, DefaultsMatchTheDesign) {
   Config c = parse({});
   EXPECT_EQ(c.bind_address, "127.0.0.1");
   EXPECT_EQ(c.port, 8080);
-  EXPECT_EQ(c.secure_port, -1);
+  // HTTPS by default: kubectl sends the generated admin token only over TLS.
+  EXPECT_EQ(c.secure_port, 8443);
   EXPECT_TRUE(c.plugins_dirs.empty());
+  EXPECT_FALSE(c.authentication_configured());
+  EXPECT_EQ(c.authorization_modes, (std::vector<std::string>{"AlwaysAllow"}));
+}
+
+TEST(ConfigTest, AuthenticationFlags) {
+  Config c = parse({"--token-auth-file", "t.csv", "--authorization-mode", "ABAC,Webhook",
+                    "--authorization-policy-file", "p.jsonl", "--authorization-webhook-config-file",
+                    "w.yaml", "--requestheader-allowed-names", "front-proxy,aggregator",
+                    "--webhook-timeout", "3s"});
+  EXPECT_TRUE(c.authentication_configured());
+  EXPECT_EQ(c.authorization_modes, (std::vector<std::string>{"ABAC", "Webhook"}));
+  EXPECT_EQ(c.requestheader_allowed_names,
+            (std::vector<std::string>{"front-proxy", "aggregator"}));
+  EXPECT_EQ(c.webhook_timeout, std::chrono::seconds(3));
+  EXPECT_THROW(parse({"--authorization-mode", "RBAC"}), ConfigError);
+  EXPECT_THROW(parse({"--authorization-mode", "ABAC"}), ConfigError);
+  EXPECT_THROW(parse({"--proxy-client-cert-file", "c.crt"}), ConfigError);
 }
 
 TEST(ConfigTest, FlagsInBothForms) {
