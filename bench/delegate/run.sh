@@ -99,7 +99,10 @@ start_ours() {
     bash -c "exec $cmd" >"$WORK/ours.log" 2>&1 &
   else
     rm -rf "$WORK/aggregator-data"
-    "$PROXY_BIN" --port "$OURS_PORT" --threads "$PROXY_THREADS" --log-level error \
+    # Anonymous and AlwaysAllow, as nginx checks nothing either (bench/auth/run.sh measures
+    # what authentication adds).
+    "$PROXY_BIN" --port "$OURS_PORT" --secure-port -1 --anonymous-auth \
+      --threads "$PROXY_THREADS" --log-level error \
       --data-dir "$WORK/aggregator-data" \
       --delegate-url "http://127.0.0.1:$UPSTREAM_PORT" >"$WORK/ours.log" 2>&1 &
   fi

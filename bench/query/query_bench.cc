@@ -3,7 +3,7 @@
 // the difference of the latency distributions is what the aggregator adds (DESIGN §5: p50 added
 // latency < 150 us). Prints one JSON object with both measurements and the difference.
 //
-// Usage: query_bench --url http://127.0.0.1:PORT --grpc unix:/path --requests N --warmup W
+// Usage: query_bench --url http://127.0.0.1:PORT --grpc unix:/path --requests N --warmup W [--token T]
 #include "plugins/proto/backend.grpc.pb.h"
 
 #include <boost/asio/connect.hpp>
@@ -69,7 +69,8 @@ struct Samples {
 // HTTP through the aggregator over one keep-alive connection, kept open across rounds.
 class HttpPath {
  public:
-  HttpPath(const std::string& host, const std::string& port) : host_(host), stream_(io_) {
+  HttpPath(const std::string& host, const std::string& port, std::string token)
+      : host_(host), token_(std::move(token)), stream_(io_) {
     tcp::resolver resolver(io_);
     stream_.connect(resolver.resolve(host, port));
     stream_.socket().set_option(tcp::no_delay(true));
@@ -78,6 +79,7 @@ class HttpPath {
 
  private:
   std::string host_;
+  std::string token_;  // sent as a bearer token when not empty
   boost::asio::io_context io_;
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
@@ -93,6 +95,7 @@ void HttpPath::run(int warmup, int n, Samples& out) {
       "/apis/testdata.grafana.app/v0alpha1/namespaces/default/datasources/testdata/query", 11};
   req.set(bhttp::field::host, host);
   req.set(bhttp::field::content_type, "application/json");
+  if (!token_.empty()) req.set(bhttp::field::authorization, "Bearer " + token_);
   req.keep_alive(true);
   req.body() = body;
   req.prepare_payload();
@@ -162,18 +165,19 @@ void GrpcPath::run(int warmup, int n, Samples& out) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string url, grpc_target;
+  std::string url, grpc_target, token;
   int n = 5000, warmup = 500;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
     if (flag == "--url") url = argv[i + 1];
     else if (flag == "--grpc") grpc_target = argv[i + 1];
+    else if (flag == "--token") token = argv[i + 1];
     else if (flag == "--requests") n = std::atoi(argv[i + 1]);
     else if (flag == "--warmup") warmup = std::atoi(argv[i + 1]);
   }
   const std::string prefix = "http://";
   if (url.rfind(prefix, 0) != 0 || grpc_target.empty() || n <= 0) {
-    std::fprintf(stderr, "usage: query_bench --url http://HOST:PORT --grpc TARGET [--requests N] [--warmup W]\n");
+    std::fprintf(stderr, "usage: query_bench --url http://HOST:PORT --grpc TARGET [--requests N] [--warmup W] [--token T]\n");
     return 2;
   }
   const std::string hostport = url.substr(prefix.size());
@@ -183,7 +187,7 @@ int main(int argc, char** argv) {
   // Alternate the two in rounds so drift (other load, frequency) affects both alike.
   constexpr int kRounds = 5;
   GrpcPath grpc_path(grpc_target);
-  HttpPath http_path(host, port);
+  HttpPath http_path(host, port, token);
   Samples direct_samples, via_samples;
   for (int round = 0; round < kRounds; ++round) {
     const int per_round = n / kRounds + (round < n % kRounds ? 1 : 0);

@@ -7,6 +7,12 @@
 #
 # Usage: bench/query/run.sh [BUILD_DIR] [REQUESTS]   (BUILD_DIR holds dataplane-aggregator and
 # plugins-dist/, e.g. build/; built with: ninja -C BUILD_DIR dataplane-aggregator gpx_testdata)
+#
+# AUTH selects how requests are authenticated and authorized (DESIGN §6), to measure what that adds:
+#   off (default)  anonymous requests, AlwaysAllow: the figure recorded in bench/README.md
+#   token-abac     a static bearer token (--token-auth-file) judged by an ABAC policy
+#   webhook        a TokenReview and a SubjectAccessReview webhook, answers cached (warm cache)
+# RECORD=0 only prints the JSON result (bench/auth/run.sh collects the three modes).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 BUILD="${1:-$ROOT/build}"
@@ -41,16 +47,44 @@ IFS='|' read -r _core _app NETWORK ADDRESS _proto <<<"$LINE"
 if [[ "$NETWORK" == "unix" ]]; then TARGET="unix:$ADDRESS"; else TARGET="$ADDRESS"; fi
 cat "$WORK/handshake" >/dev/null &  # keep draining the plugin's stdout
 
-# 2. The aggregator, attached to that plugin.
-"$AGG" --port 0 --data-dir "$WORK/data" --log-level error \
+# 2. The aggregator, attached to that plugin, authenticating as AUTH says.
+AUTH="${AUTH:-off}"
+TOKEN=""
+ADMIN="bench-admin-token-0123456789"
+case "$AUTH" in
+  off) AUTH_FLAGS=(--anonymous-auth) ;;
+  token-abac)
+    TOKEN="bench-user-token-0123456789"
+    printf '%s,admin,0,"system:masters"\n%s,bench,1\n' "$ADMIN" "$TOKEN" >"$WORK/tokens.csv"
+    printf '%s\n' '{"apiVersion":"abac.authorization.kubernetes.io/v1beta1","kind":"Policy","spec":{"user":"bench","apiGroup":"testdata.grafana.app","namespace":"default","resource":"datasources"}}' >"$WORK/abac.jsonl"
+    AUTH_FLAGS=(--token-auth-file "$WORK/tokens.csv" --authorization-mode ABAC
+                --authorization-policy-file "$WORK/abac.jsonl") ;;
+  webhook)
+    TOKEN="bench-user-token-0123456789"
+    WEBHOOK_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+    python3 "$ROOT/bench/auth/review_server.py" "$WEBHOOK_PORT" "$ADMIN" >"$WORK/webhook.log" 2>&1 &
+    PIDS+=($!)
+    for f in authn:authenticate authz:authorize; do
+      printf 'apiVersion: v1\nkind: Config\nclusters: [{name: w, cluster: {server: "http://127.0.0.1:%s/%s"}}]\nusers: [{name: u, user: {}}]\ncontexts: [{name: c, context: {cluster: w, user: u}}]\ncurrent-context: c\n' \
+        "$WEBHOOK_PORT" "${f#*:}" >"$WORK/${f%%:*}.yaml"
+    done
+    AUTH_FLAGS=(--authentication-token-webhook-config-file "$WORK/authn.yaml" --authorization-mode Webhook
+                --authorization-webhook-config-file "$WORK/authz.yaml") ;;
+  *) echo "AUTH must be off, token-abac or webhook" >&2; exit 2 ;;
+esac
+"$AGG" --port 0 --secure-port -1 --data-dir "$WORK/data" --log-level error "${AUTH_FLAGS[@]}" \
   --datasources "$ROOT/examples/provisioning/datasources.yaml" \
   --plugin-address "grafana-testdata-datasource=$TARGET" >"$WORK/aggregator.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1 200); do [[ -f "$WORK/data/aggregator.kubeconfig" ]] && break; sleep 0.05; done
 URL="$(awk '/server:/ {print $2; exit}' "$WORK/data/aggregator.kubeconfig")"
 [[ -n "$URL" ]] || { cat "$WORK/aggregator.log" >&2; exit 1; }
+ADMIN_HEADER=(-H "Authorization: Bearer $ADMIN")
+[[ "$AUTH" == off ]] && ADMIN_HEADER=()
+USER_HEADER=()
+[[ -n "$TOKEN" ]] && USER_HEADER=(-H "Authorization: Bearer $TOKEN")
 
-curl -sf -X POST "$URL/apis/aggregation.grafana.app/v0alpha1/dataplaneservices" \
+curl -sf -X POST "$URL/apis/aggregation.grafana.app/v0alpha1/dataplaneservices" "${ADMIN_HEADER[@]}" \
   -H 'Content-Type: application/json' -d '{
   "apiVersion": "aggregation.grafana.app/v0alpha1", "kind": "DataPlaneService",
   "metadata": {"name": "v0alpha1.testdata.grafana.app"},
@@ -59,14 +93,15 @@ curl -sf -X POST "$URL/apis/aggregation.grafana.app/v0alpha1/dataplaneservices" 
            "services": [{"type": "query"}]}}' >/dev/null
 QUERY_URL="$URL/apis/testdata.grafana.app/v0alpha1/namespaces/default/datasources/testdata/query"
 for _ in $(seq 1 200); do
-  code="$(curl -s -o /dev/null -w '%{http_code}' -X POST "$QUERY_URL" -d @"$ROOT/examples/query.json" || true)"
+  code="$(curl -s -o /dev/null -w '%{http_code}' -X POST "$QUERY_URL" "${USER_HEADER[@]}" -d @"$ROOT/examples/query.json" || true)"
   [[ "$code" == 200 ]] && break
   sleep 0.05
 done
 
 # 3. Measure.
-RESULT="$("$DRIVER" --url "$URL" --grpc "$TARGET" --requests "$REQUESTS" --warmup 500)"
+RESULT="$("$DRIVER" --url "$URL" --grpc "$TARGET" --requests "$REQUESTS" --warmup 500 --token "$TOKEN")"
 echo "$RESULT"
+[[ "${RECORD:-1}" == 1 && "$AUTH" == off ]] || exit 0
 
 # 4. Record.
 RESULT="$RESULT" HOSTINFO="$(nproc) cores, $(uname -sr)" python3 - "$ROOT/bench/README.md" <<'PY'
