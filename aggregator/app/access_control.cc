@@ -117,7 +117,7 @@ void AccessControl::authorize(std::shared_ptr<Pending> pending) const {
     auto& ex = *pending->exchange;
     if (result.decision == auth::AuthzResult::Decision::kAllow) {
       note_decision(*pending, "allow", result.reason);
-      return pending->next(user);
+      return pending->next(user, attributes);
     }
     note_decision(*pending, "forbid", result.reason);
     if (!result.error.empty()) {

@@ -20,9 +20,11 @@ class AccessControl {
   AccessControl(std::shared_ptr<const auth::Authenticator> authenticator,
                 std::shared_ptr<const auth::Authorizer> authorizer, auth::AuditLog* audit);
 
-  // Calls next(user) when the request may go on (inline for local authenticators and
-  // authorizers, later for webhooks); otherwise answers the exchange itself.
-  using Next = std::function<void(std::shared_ptr<const auth::UserInfo>)>;
+  // Calls next(user, attributes) when the request may go on (inline for local authenticators
+  // and authorizers, later for webhooks); otherwise answers the exchange itself. `attributes` are
+  // the request's as authorized (user included); valid during the call.
+  using Next =
+      std::function<void(std::shared_ptr<const auth::UserInfo>, const auth::Attributes&)>;
   void check(const std::shared_ptr<http::Exchange>& exchange, Next next) const;
 
  private:

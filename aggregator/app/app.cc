@@ -3,6 +3,7 @@
 #include "aggregator/app/access_control.h"
 #include "aggregator/app/config.h"
 #include "aggregator/app/front_router.h"
+#include "aggregator/app/inflight_limits.h"
 #include "aggregator/app/health.h"
 #include "aggregator/app/instrumented_store.h"
 #include "aggregator/app/kubeconfig.h"
@@ -115,6 +116,7 @@ int serve(const Config& config) {
   dataplane_options.grafana_version = config.grafana_version;
   dataplane_options.max_body_bytes = config.max_dataplane_body_bytes;
   dataplane_options.query_timeout = config.request_timeout;
+  dataplane_options.max_datasource_inflight = config.max_datasource_requests_inflight;
   dataplane::DatasourceSnapshotFn snapshot = [provider = datasources.get()]() {
     return provider ? provider->snapshot() : std::shared_ptr<const plugin::DatasourceSet>();
   };
@@ -269,7 +271,8 @@ int serve(const Config& config) {
     return registration.ready() ? std::string() : std::string("initial sync not finished");
   });
 
-  FrontRouter router({health, metrics, api, registration, dataplane, delegate, access});
+  InflightLimits limits(config.max_requests_inflight, config.max_mutating_requests_inflight);
+  FrontRouter router({health, metrics, api, registration, dataplane, delegate, access, limits});
 
   http::ServerOptions server_options;
   server_options.bind_address = config.bind_address;

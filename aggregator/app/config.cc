@@ -55,6 +55,12 @@ std::size_t to_size(const std::string& name, const std::string& value) {
   return static_cast<std::size_t>(n);
 }
 
+std::size_t to_count(const std::string& name, const std::string& value) {
+  int n = to_int(name, value);
+  if (n < 0) throw ConfigError("--" + name + ": must not be negative");
+  return static_cast<std::size_t>(n);
+}
+
 // "a,b,c" -> {a, b, c}: kube's string-slice flags.
 std::vector<std::string> to_list(const std::string& value) {
   std::vector<std::string> out;
@@ -116,6 +122,23 @@ const std::map<std::string, Flag>& flags() {
                             [](Config& c, const std::string& v) { c.max_header_bytes = to_size("max-header-bytes", v); }}},
       {"max-connections", {"most open client connections (default 10000)",
                            [](Config& c, const std::string& v) { c.max_connections = to_size("max-connections", v); }}},
+      {"max-requests-inflight", {"non-mutating requests served at once, past it 429 (default 400; "
+                                 "0: no limit; watches and streams are not counted)",
+                                 [](Config& c, const std::string& v) {
+                                   c.max_requests_inflight = to_count("max-requests-inflight", v);
+                                 }}},
+      {"max-mutating-requests-inflight", {"mutating requests (data-plane POSTs included) served at "
+                                          "once, past it 429 (default 200; 0: no limit)",
+                                          [](Config& c, const std::string& v) {
+                                            c.max_mutating_requests_inflight =
+                                                to_count("max-mutating-requests-inflight", v);
+                                          }}},
+      {"max-datasource-requests-inflight", {"requests to one datasource served at once, past it "
+                                            "429 (default 64; 0: no limit; streams not counted)",
+                                            [](Config& c, const std::string& v) {
+                                              c.max_datasource_requests_inflight =
+                                                  to_count("max-datasource-requests-inflight", v);
+                                            }}},
       {"header-timeout", {"time allowed to send the request header (default 10s)",
                           [](Config& c, const std::string& v) { c.header_timeout = to_seconds("header-timeout", v); }}},
       {"idle-timeout", {"keep-alive idle timeout (default 90s)",

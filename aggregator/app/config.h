@@ -32,6 +32,11 @@ struct Config {
   std::size_t max_dataplane_body_bytes = 16 << 20;  // plugin requests (Go plugins cap at 16 MiB)
   std::size_t max_header_bytes = 64 << 10;
   std::size_t max_connections = 10000;
+  // Requests served at once (kube-apiserver's defaults), past them 429; watches and streams are
+  // not counted. 0: no limit.
+  std::size_t max_requests_inflight = 400;
+  std::size_t max_mutating_requests_inflight = 200;
+  std::size_t max_datasource_requests_inflight = 64;  // per datasource
   std::chrono::seconds header_timeout{10};
   std::chrono::seconds idle_timeout{90};
   std::chrono::seconds request_timeout{60};

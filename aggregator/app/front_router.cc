@@ -2,6 +2,7 @@
 
 #include "aggregator/apimachinery/codec.h"
 #include "aggregator/app/access_control.h"
+#include "aggregator/app/inflight_limits.h"
 #include "aggregator/app/discovery.h"
 #include "aggregator/controller/registration_controller.h"
 #include "aggregator/dataplane/dispatcher.h"
@@ -75,7 +76,9 @@ void FrontRouter::handle(std::shared_ptr<http::Exchange> exchange) {
   // Open to anyone, as kube-apiserver's system:public-info-viewer grants them.
   if (is_health_path(path)) return deps_.health.handle(*exchange);
   if (path == "/version") return serve_version(*exchange);
-  deps_.access.check(exchange, [this, exchange](std::shared_ptr<const auth::UserInfo> user) {
+  deps_.access.check(exchange, [this, exchange](std::shared_ptr<const auth::UserInfo> user,
+                                                 const auth::Attributes& attributes) {
+    if (!deps_.limits.admit(*exchange, attributes)) return;
     route(exchange, std::move(user));
   });
 }

@@ -32,6 +32,7 @@ class Metrics;
 namespace dpa::app {
 
 class AccessControl;
+class InflightLimits;
 
 struct FrontRouterDeps {
   HealthChecks& health;
@@ -42,6 +43,8 @@ struct FrontRouterDeps {
   delegate::DelegateProxy& delegate;
   // Authenticates and authorizes every request but the open ones (health, version).
   const AccessControl& access;
+  // Admits what has been authorized, or answers 429 (DESIGN §8).
+  InflightLimits& limits;
 };
 
 class FrontRouter {

@@ -30,6 +30,9 @@ struct DataPlaneOptions {
   std::string grafana_version = "12.0.0";
   std::string user_agent;  // empty: plugin::grafana_user_agent(grafana_version)
   std::map<std::string, std::string> grafana_config;  // PluginContext.grafanaConfig
+  // Requests to one datasource served at once (stream subscriptions not counted); past it 429,
+  // so one slow datasource never takes every slot. 0: no limit.
+  std::size_t max_datasource_inflight = 64;
 };
 
 using DatasourceSnapshotFn = std::function<std::shared_ptr<const plugin::DatasourceSet>()>;

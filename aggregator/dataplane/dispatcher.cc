@@ -65,6 +65,7 @@ void DataPlane::handle(std::shared_ptr<http::Exchange> exchange, RouteMatch matc
     return exchange->respond_error(
         api::ApiError::bad_request("the request path or query is not valid UTF-8"));
   }
+  if (!admit_datasource(*exchange, match)) return;
   const auto& handler = handlers_.at(static_cast<std::size_t>(match.endpoint));
   if (!handler) {
     api::ApiError error;
@@ -75,6 +76,33 @@ void DataPlane::handle(std::shared_ptr<http::Exchange> exchange, RouteMatch matc
     return exchange->respond_error(error);
   }
   handler(std::move(exchange), std::move(match));
+}
+
+bool DataPlane::admit_datasource(http::Exchange& exchange, const RouteMatch& match) const {
+  const std::size_t limit = context_->options.max_datasource_inflight;
+  if (limit == 0 || match.datasource_uid.empty()) return true;
+  // A subscription lasts as long as its client likes: it holds a connection, not a slot.
+  if (match.endpoint == Endpoint::kStream && exchange.header().method() == boost::beast::http::verb::get) {
+    return true;
+  }
+  std::string key = match.service->spec.group + "/" + match.namespace_name + "/" + match.datasource_uid;
+  {
+    std::lock_guard<std::mutex> lock(inflight_->mutex);
+    std::size_t& used = inflight_->count[key];
+    if (used >= limit) {
+      exchange.respond_error(api::ApiError::too_many_requests(
+          "Too many requests to datasource \"" + match.datasource_uid + "\", please try again later.",
+          1));
+      return false;
+    }
+    ++used;
+  }
+  exchange.on_complete([inflight = inflight_, key = std::move(key)](int) {
+    std::lock_guard<std::mutex> lock(inflight->mutex);
+    auto it = inflight->count.find(key);
+    if (it != inflight->count.end() && --it->second == 0) inflight->count.erase(it);
+  });
+  return true;
 }
 
 }  // namespace dpa::dataplane

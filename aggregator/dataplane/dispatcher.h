@@ -9,6 +9,9 @@
 #include "aggregator/http/exchange.h"
 
 #include <array>
+#include <mutex>
+#include <string>
+#include <unordered_map>
 #include <functional>
 #include <memory>
 
@@ -32,8 +35,19 @@ class DataPlane {
   const std::shared_ptr<const DataPlaneContext>& context() const { return context_; }
 
  private:
+  // Takes a slot of the request's datasource; false (and 429 answered) when none is free. The
+  // slot is given back when the exchange completes.
+  bool admit_datasource(http::Exchange& exchange, const RouteMatch& match) const;
+
   std::shared_ptr<const DataPlaneContext> context_;
   std::array<EndpointHandler, 10> handlers_;
+  // In-flight requests per datasource ("group/namespace/uid"); shared with the completion
+  // callbacks, which may run after the DataPlane is gone.
+  struct Inflight {
+    std::mutex mutex;
+    std::unordered_map<std::string, std::size_t> count;
+  };
+  std::shared_ptr<Inflight> inflight_ = std::make_shared<Inflight>();
 };
 
 }  // namespace dpa::dataplane

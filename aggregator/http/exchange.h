@@ -113,10 +113,10 @@ class Exchange {
   // callback can no longer fire and is released (it may hold the exchange: no cycle is left).
   virtual void on_close(std::function<void()> callback) = 0;
   virtual bool closed() const = 0;
-  // Called once, on the session's strand, when the exchange is over: the response complete (its
-  // status), the connection upgraded (101), or the client gone (the status sent so far, 0 if
-  // none). For layers above HTTP that account for requests (the audit log). Set it before
-  // responding; a later call replaces it.
+  // Adds a callback run once, on the session's strand, when the exchange is over: the response
+  // complete (its status), the connection upgraded (101), or the client gone (the status sent so
+  // far, 0 if none); at once when it is already over. For layers above HTTP that account for
+  // requests (audit log, in-flight limits).
   virtual void on_complete(std::function<void(int status)> callback) { (void)callback; }
 
   // Upgrade: writes `head` (status 101 and headers) and hands over the raw connection.

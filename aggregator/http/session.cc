@@ -220,8 +220,10 @@ class ServerExchange final : public Exchange,
   void on_complete(std::function<void(int)> callback) override {
     auto self = this->shared_from_this();
     net::dispatch(executor_, [self, callback = std::move(callback)]() mutable {
-      if (self->finished_) return;
-      self->on_complete_ = std::move(callback);
+      if (self->finished_) {
+        return obs::contain("request completion", [&] { callback(self->status_); });
+      }
+      self->on_complete_.push_back(std::move(callback));
     });
   }
   void on_close(std::function<void()> callback) override {
@@ -327,7 +329,7 @@ class ServerExchange final : public Exchange,
   std::atomic<bool> closed_flag_{false};
   std::atomic<std::size_t> pending_bytes_{0};
   std::function<void()> on_close_;
-  std::function<void(int)> on_complete_;
+  std::vector<std::function<void(int)>> on_complete_;
 };
 
 template <class Stream>
@@ -940,10 +942,10 @@ class Session final : public SessionControl, public std::enable_shared_from_this
   }
 
   void record(const ExchangePtr& ex) {
-    if (ex->on_complete_) {
-      auto complete = std::move(ex->on_complete_);
-      ex->on_complete_ = nullptr;
-      obs::contain("request completion", [&] { complete(ex->status_); });
+    auto complete = std::move(ex->on_complete_);
+    ex->on_complete_.clear();
+    for (auto& callback : complete) {
+      obs::contain("request completion", [&] { callback(ex->status_); });
     }
     const auto& opts = state_->options;
     bool log = opts.access_log && obs::log_level() <= obs::Level::kInfo;
@@ -974,14 +976,8 @@ class Session final : public SessionControl, public std::enable_shared_from_this
   // --- closing ---------------------------------------------------------------------------------
   // The client went away (or a write failed, or the grace period ended): close at once.
   void client_gone() {
-    ExchangePtr ex = current_;
-    bool unfinished = ex && !ex->finished_;
     fail_pending_body();
-    do_close();  // fires on_close of an unfinished exchange
-    if (unfinished) {
-      ex->finished_ = true;
-      record(ex);
-    }
+    do_close();  // fires on_close of an unfinished exchange, and records it
   }
 
   void fail_pending_body() {
@@ -1029,6 +1025,12 @@ class Session final : public SessionControl, public std::enable_shared_from_this
         auto done = std::move(body_done_);
         body_done_ = nullptr;
         net::post(ex->executor_, [done = std::move(done)]() mutable { done(false, {}, true); });
+      }
+      // However the connection ended (client gone, a deadline, shutdown), an unfinished
+      // exchange is over now: logged, observed, its completion callbacks run.
+      if (!ex->finished_) {
+        ex->finished_ = true;
+        record(ex);
       }
     }
     for (auto& p : queue_) {

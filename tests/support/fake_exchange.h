@@ -206,13 +206,17 @@ class FakeExchange : public http::Exchange,
   // --- the response ----------------------------------------------------------------------------
   void respond(http::Response response) override {
     std::function<void()> released;
+    std::vector<std::function<void(int)>> completions;
+    int status = response.status;
     {
       std::lock_guard lock(mutex_);
       ++responses_;
       response_ = std::move(response);
       released = complete_locked();
+      completions.swap(on_complete_);
     }
     cv_.notify_all();
+    for (auto& callback : completions) callback(status);
   }
   void begin_stream(http::ResponseHead head) override {
     {
@@ -244,6 +248,18 @@ class FakeExchange : public http::Exchange,
   std::size_t pending_bytes() const override { return pending_bytes_; }
   void finish() override { end_stream(/*aborted=*/false); }
   void abort() override { end_stream(/*aborted=*/true); }
+  void on_complete(std::function<void(int)> callback) override {
+    int status = 0;
+    {
+      std::lock_guard lock(mutex_);
+      if (!complete_) {
+        on_complete_.push_back(std::move(callback));
+        return;
+      }
+      status = response_.status;
+    }
+    callback(status);
+  }
   void on_close(std::function<void()> callback) override {
     bool already_closed;
     {
@@ -381,13 +397,18 @@ class FakeExchange : public http::Exchange,
   }
   void end_stream(bool aborted) {
     std::function<void()> released;
+    std::vector<std::function<void(int)>> completions;
+    int status = 0;
     {
       std::lock_guard lock(mutex_);
       finished_ = true;
       aborted_ = aborted_ || aborted;
       released = complete_locked();
+      completions.swap(on_complete_);
+      status = head_ ? head_->status : 0;
     }
     cv_.notify_all();
+    for (auto& callback : completions) callback(status);
   }
 
   template <class Pred>
@@ -441,6 +462,7 @@ class FakeExchange : public http::Exchange,
   std::optional<http::ResponseHead> upgrade_head_;
   std::unique_ptr<PipeStream> client_side_;
   std::function<void()> on_close_;
+  std::vector<std::function<void(int)>> on_complete_;
   bool complete_ = false, finished_ = false, aborted_ = false, closed_ = false;
   int responses_ = 0;
 };
