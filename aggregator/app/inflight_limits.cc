@@ -39,7 +39,7 @@ bool InflightLimits::admit(http::Exchange& exchange, const auth::Attributes& att
         api::ApiError::too_many_requests("Too many requests, please try again later.", 1));
     return false;
   }
-  exchange.on_complete([&used](int) { used.fetch_sub(1, std::memory_order_acq_rel); });
+  exchange.on_complete([counter = &used](int) { counter->fetch_sub(1, std::memory_order_acq_rel); });
   return true;
 }
 

@@ -13,7 +13,7 @@ REQUESTS="${2:-20000}"
 declare -A RESULT
 for mode in off token-abac webhook; do
   echo "AUTH=$mode" >&2
-  RESULT[$mode]="$(AUTH=$mode RECORD=0 "$ROOT/bench/query/run.sh" "$BUILD" "$REQUESTS" | tail -n1)"
+  RESULT[$mode]="$(AUTH=$mode RECORD=0 "$ROOT/bench/query/run.sh" "$BUILD" "$REQUESTS")"
 done
 
 OFF="${RESULT[off]}" TOKEN="${RESULT[token-abac]}" WEBHOOK="${RESULT[webhook]}" \

@@ -107,7 +107,9 @@ void HttpPath::run(int warmup, int n, Samples& out) {
     bhttp::response<bhttp::string_body> res;
     bhttp::read(stream, buffer, res);
     auto t1 = Clock::now();
-    if (res.result_int() != 200) ++out.errors;
+    if (res.result_int() != 200 && out.errors++ == 0) {
+      std::fprintf(stderr, "query_bench: HTTP %u: %.300s\n", res.result_int(), res.body().c_str());
+    }
     if (i >= warmup) out.us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
   }
   out.seconds += std::chrono::duration<double>(Clock::now() - start).count();
