@@ -64,6 +64,10 @@ case "$AUTH" in
     WEBHOOK_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
     python3 "$ROOT/bench/auth/review_server.py" "$WEBHOOK_PORT" "$ADMIN" >"$WORK/webhook.log" 2>&1 &
     PIDS+=($!)
+    for _ in $(seq 1 100); do
+      curl -s -o /dev/null "http://127.0.0.1:$WEBHOOK_PORT/" && break
+      sleep 0.05
+    done
     for f in authn:authenticate authz:authorize; do
       printf 'apiVersion: v1\nkind: Config\nclusters: [{name: w, cluster: {server: "http://127.0.0.1:%s/%s"}}]\nusers: [{name: u, user: {}}]\ncontexts: [{name: c, context: {cluster: w, user: u}}]\ncurrent-context: c\n' \
         "$WEBHOOK_PORT" "${f#*:}" >"$WORK/${f%%:*}.yaml"
