@@ -9,6 +9,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev libsqlite3-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libnghttp2-dev
   libflatbuffers-dev flatbuffers-compiler
+  # scripts/fuzz.sh: libFuzzer targets built with clang.
+  clang-14 libfuzzer-14-dev
   python3-kubernetes python3-yaml python3-grpcio python3-websocket
   prometheus wrk nginx-light haproxy procps psmisc iproute2
   # Go, grpc-go and go-plugin: tests/integration/test_go_plugin.py builds a plugin the way Grafana's are.

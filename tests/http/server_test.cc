@@ -524,6 +524,11 @@ TEST(FramingTest, AmbiguousRequestsAreRefusedAndTheConnectionCloses) {
       {"split codings", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 501},
       {"length list", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 3\r\n\r\nabc", 400},
       {"no host", "GET / HTTP/1.1\r\n\r\n", 400},
+      // One request, one meaning: authorization and routing must see the path the upstream sees.
+      {"absolute form", "GET http://x/apis/g/v/r HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+      {"dot segments", "GET /apis/g/v/namespaces/n/datasources/u/proxy/../../etc HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+      {"encoded dot segments", "GET /apis/g/%2e%2E/x HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+      {"single dot", "GET /a/./b HTTP/1.1\r\nHost: x\r\n\r\n", 400},
       {"two hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
   };
   for (const auto& c : cases) {
@@ -536,10 +541,14 @@ TEST(FramingTest, AmbiguousRequestsAreRefusedAndTheConnectionCloses) {
     EXPECT_TRUE(client.closed_within(2s)) << c.name;
   }
   EXPECT_EQ(handled.load(), 0);
-  // HTTP/1.0 without Host is still served.
+  // HTTP/1.0 without Host is still served, and so are names that merely contain dots.
   RawClient old(server->port());
   old.send("GET / HTTP/1.0\r\n\r\n");
   EXPECT_EQ(old.read_response().result_int(), 200u);
+  RawClient dots(server->port());
+  dots.send(get_request("/apis/aggregation.grafana.app/v0alpha1/x/...a./.hidden"));
+  EXPECT_EQ(dots.read_response().result_int(), 200u);
+  EXPECT_EQ(handled.load(), 2);
 }
 
 TEST(FramingTest, RequestBodyHasADeadline) {

@@ -298,7 +298,8 @@ class BadClientInputTest(unittest.TestCase):
 
     def test_metric_labels_stay_bounded(self):
         for i in range(60):
-            raw_exchange(self.agg, b"M%dX /random-%d HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n" % (i, i), timeout=2)
+            raw_exchange(self.agg, b"M%dX /random-%d HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+                                   b"Connection: close\r\n\r\n" % (i, i), timeout=2)
             self.agg.request("GET", "/apis/g%d.example.com/v1/namespaces/n/datasources/u/k%d" % (i, i))
         _, _, text = self.agg.request("GET", "/metrics")
         text = text.decode()
