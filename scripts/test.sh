@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up and runs the whole test suite: installs the Debian packages, builds everything once with
 # AddressSanitizer + UndefinedBehaviorSanitizer into build/ (incremental on later runs), then runs
-# the unit tests and the integration tests (real binary, real plugins, kubectl, curl, Prometheus).
+# the unit tests and the integration tests (real binary, real plugins, kubectl, curl, Prometheus),
+# then each libFuzzer target for a few seconds (scripts/fuzz.sh).
 # Extra arguments go to ctest, e.g. `scripts/test.sh -R integration`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,3 +16,9 @@ export LSAN_OPTIONS="suppressions=$PWD/tests/sanitizers/lsan.supp:print_suppress
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 # Timing-sensitive tests on a loaded 2-core machine get one retry; a real failure fails twice.
 ctest --test-dir build --output-on-failure --timeout 900 -j2 --repeat until-pass:2 "$@"
+
+# The whole suite (no ctest arguments) also runs every fuzz target briefly (DESIGN §8); longer
+# runs: scripts/fuzz.sh SECONDS.
+if [ $# -eq 0 ]; then
+  ./scripts/fuzz.sh "${DPA_FUZZ_SECONDS:-15}"
+fi

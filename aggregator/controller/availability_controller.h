@@ -1,8 +1,8 @@
 // Keeps status.conditions[type=Available] of every DataPlaneService right (DESIGN §2.1): whether
 // its plugin is installed, started and running, and, when the service lists `health`, whether the
 // plugin's CheckHealth passes. Re-evaluated on registration changes, plugin status changes and a
-// periodic resync; a condition is written (through the lead's callback) only when it changes.
-// Routing never waits on it.
+// periodic resync; a condition is written (through the writer callback given at construction)
+// only when it changes. Routing never waits on it.
 #pragma once
 
 #include "aggregator/dataplane/context.h"

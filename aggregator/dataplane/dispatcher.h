@@ -1,7 +1,7 @@
 // DataPlane: the front router hands it a matched request and it runs the handler for that
 // endpoint. It owns the DataPlaneContext the handlers share. Unary handlers are built in; the
 // streaming ones (resources/routes, streams, datasource proxy) are installed with set_handler by
-// whoever constructs them (the lead's wiring), so this file does not depend on their internals.
+// whoever constructs them (app.cc), so this file does not depend on their internals.
 #pragma once
 
 #include "aggregator/dataplane/context.h"
