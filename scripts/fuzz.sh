@@ -37,7 +37,7 @@ for target in "${TARGETS[@]}"; do
     result="FAILED (see $log, input in $findings/)"
     status=1
   fi
-  runs="$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')"
+  runs="$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -n1 || echo '?')"
   printf '%-20s %12s %8s %s\n' "$target" "$runs" "$(ls "$corpus" | wc -l)" "$result"
 done
 exit $status

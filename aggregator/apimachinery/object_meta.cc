@@ -52,9 +52,20 @@ bool parse_rfc3339(const std::string& text, std::chrono::system_clock::time_poin
     rest = rest.substr(i);
   }
   if (rest != "Z") return false;
+  // Fields in range (timegm would quietly normalise "2026-13-45"), and a time a system_clock
+  // time_point can hold (nanoseconds: years 1678-2262); past that from_time_t overflows.
+  if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
+      tm.tm_min > 59 || tm.tm_sec > 60 || tm.tm_hour < 0 || tm.tm_min < 0 || tm.tm_sec < 0) {
+    return false;
+  }
   tm.tm_year -= 1900;
   tm.tm_mon -= 1;
-  *out = std::chrono::system_clock::from_time_t(timegm(&tm));
+  const std::time_t seconds = timegm(&tm);
+  using std::chrono::system_clock;
+  constexpr auto kLimit =
+      std::chrono::duration_cast<std::chrono::seconds>(system_clock::duration::max()).count() - 1;
+  if (seconds > kLimit || seconds < -kLimit) return false;
+  *out = system_clock::from_time_t(seconds);
   return true;
 }
 

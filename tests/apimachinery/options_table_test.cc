@@ -140,6 +140,12 @@ TEST(ObjectMeta, UidTimestampsSuffixGeneration) {
   std::chrono::system_clock::time_point t;
   ASSERT_TRUE(parse_rfc3339("2026-07-01T12:00:00Z", &t));
   EXPECT_EQ(format_rfc3339(t), "2026-07-01T12:00:00Z");
+  // Found by fuzzing: a year past what a nanosecond time_point holds overflowed (UBSan), and out
+  // of range fields were normalised into another date.
+  for (const char* bad : {"4052-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "2026-13-01T00:00:00Z",
+                          "2026-01-32T00:00:00Z", "2026-01-01T24:00:00Z", "2026-01-01T00:61:00Z"}) {
+    EXPECT_FALSE(parse_rfc3339(bad, &t)) << bad;
+  }
   EXPECT_TRUE(std::regex_match(generate_name_suffix(), std::regex("[bcdfghjklmnpqrstvwxz2456789]{5}")));
   json a = {{"metadata", {{"labels", {{"x", "1"}}}}}, {"spec", {{"group", "g"}}}};
   json b = a;
