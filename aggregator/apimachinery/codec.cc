@@ -116,24 +116,32 @@ Expected<nlohmann::json> node_to_json(const YAML::Node& node, int depth, DecodeB
 }
 
 // yaml-cpp 0.7 never returns when a ',' follows a document's root node at the top level (`[a],`,
-// `"x",`, `{b},`, a line starting with ','): found by fuzzing, one such body would hold a thread
+// `"x",`, `{b},`, `!!str,`, a line starting with ','): found by fuzzing, one such body would hold a thread
 // for ever. Such a ',' is never valid YAML, so it is refused before yaml-cpp sees it. Quoted
 // scalars and comments are skipped; '[' and '{' open a flow collection only where a node can start
 // (in block context they may sit inside a plain scalar, `a: x[1]`); a ',' counts when no flow
 // collection is open and it starts a line or directly follows a closed collection or a quote.
 bool has_root_level_comma(std::string_view text) {
   int depth = 0;
-  char previous = '\n';  // last significant character; '\n' at the start of a line
+  char previous = '\n';     // last significant character; '\n' at the start of a line
+  bool in_property = false;  // inside a tag, anchor or alias (`!!str`, `&a`, `*a`)
   for (std::size_t i = 0; i < text.size(); ++i) {
     const char c = text[i];
     if (c == '\n') {
       previous = '\n';
+      in_property = false;
       continue;
     }
-    if (c == ' ' || c == '\t' || c == '\r') continue;
+    if (c == ' ' || c == '\t' || c == '\r') {
+      in_property = false;
+      continue;
+    }
     const bool node_start = previous == '\n' || previous == ':' || previous == '-' ||
                             previous == ',' || previous == '[' || previous == '{' ||
                             previous == '?';
+    if ((c == '!' || c == '&' || c == '*') && node_start) in_property = true;
+    // A tag or anchor ended by a ',' outside any flow collection: the same endless loop.
+    if (c == ',' && depth == 0 && in_property) return true;
     if (c == '#' && (i == 0 || text[i - 1] == ' ' || text[i - 1] == '\t' || text[i - 1] == '\n')) {
       while (i < text.size() && text[i] != '\n') ++i;
       previous = '\n';

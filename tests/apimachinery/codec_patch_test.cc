@@ -106,14 +106,15 @@ namespace {
 TEST(DecodeBody, CommaAfterTheRootNodeIs400NotAHang) {
   for (const char* body : {R"({"":[{},{""}]},)", "[a],", "{b},", "\"x\",", "'x',", ", x",
                            "[a]\n,", "[a] # c\n,", "---\n[a],", "[a]\n---\n[b],", "|\n  a\n,",
-                           "{a: [{b}]},"}) {
+                           "{a: [{b}]},", "!!str, y", "&a, y", "&#: !!strnull, uversion]}"}) {
     auto decoded = decode_body(body);
     ASSERT_FALSE(decoded.ok()) << body;
     EXPECT_EQ(decoded.error().code, 400) << body;
   }
   // Commas where YAML allows them still decode.
   for (const char* body : {"a: [1, 2]", "a: {b: 1, c: 2}", "a: x, y", "a: 'x, y'", "a: \"p,q\"",
-                           "# a, comment\na: 1", "a: x[1], y", "- [1, 2]\n- {a: 1, b: 2}"}) {
+                           "# a, comment\na: 1", "a: x[1], y", "- [1, 2]\n- {a: 1, b: 2}",
+                           "a: &x y, z", "a: !t x, y", "a: x , y"}) {
     EXPECT_TRUE(decode_body(body).ok()) << body;
   }
 }
