@@ -162,7 +162,10 @@ bool has_root_level_comma(std::string_view text) {
       previous = '"';
       continue;
     }
-    if ((c == '[' || c == '{') && (node_start || depth > 0)) {
+    // After a quoted scalar or a closed collection a bracket cannot be part of a plain scalar:
+    // yaml-cpp reads it as another collection (`"&"[],` loops the same way).
+    const bool after_node = previous == '"' || previous == ']' || previous == '}';
+    if ((c == '[' || c == '{') && (node_start || after_node || depth > 0)) {
       ++depth;
     } else if (c == ']' || c == '}') {
       if (depth == 0) {
@@ -260,8 +263,15 @@ Expected<nlohmann::json> decode_body(std::string_view body) {
     return ApiError::bad_request("the request body is empty");
   }
   if (looks_like_json(body)) {
-    auto parsed = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
-    if (!parsed.is_discarded()) return parsed;
+    // A body that opens like JSON is JSON (kubectl and client-go send nothing else). It is not
+    // handed to yaml-cpp when it fails: malformed flow collections are where yaml-cpp 0.7 can
+    // loop for ever (found by fuzzing), and the JSON error is the one the client needs.
+    try {
+      return nlohmann::json::parse(body);
+    } catch (const nlohmann::json::exception& e) {  // parse_error, and out_of_range for 1e999
+      return ApiError::bad_request(std::string("couldn't get version/kind; json parse error: ") +
+                                   e.what());
+    }
   }
   // nlohmann's parser refuses invalid UTF-8; yaml-cpp does not, and such a string would be
   // stored and fail every later serialisation.
