@@ -10,7 +10,7 @@ RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF
 
 FROM debian:12-slim
 RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends \
-      libgrpc++1.51 libprotobuf32 libnghttp2-14 libyaml-cpp0.7 libsqlite3-0 libssl3 libprometheus-cpp-core1.0 ca-certificates \
+      libgrpc++1.51 libprotobuf32 libnghttp2-14 libyaml-cpp0.7 libyaml-0-2 libsqlite3-0 libssl3 libprometheus-cpp-core1.0 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /build/aggregator/dataplane-aggregator /usr/local/bin/dataplane-aggregator
 COPY --from=build /build/plugins-dist /var/lib/dataplane-aggregator/plugins

@@ -3,8 +3,10 @@
 #include "aggregator/frames/utf8.h"
 
 #include <yaml-cpp/yaml.h>
+#include <yaml.h>
 
 #include <cctype>
+#include <map>
 #include <cerrno>
 #include <cstdlib>
 #include <regex>
@@ -64,123 +66,161 @@ ApiError excessive_aliasing() {
       "error converting YAML to JSON: yaml: document contains excessive aliasing");
 }
 
-Expected<nlohmann::json> node_to_json(const YAML::Node& node, int depth, DecodeBudget& budget) {
-  if (depth > 100) return ApiError::bad_request("yaml: exceeded max depth of 100");
-  if (!budget.spend(node.IsScalar() ? node.Scalar().size() : 0)) return excessive_aliasing();
-  switch (node.Type()) {
-    case YAML::NodeType::Undefined:
-    case YAML::NodeType::Null:
-      return nlohmann::json(nullptr);
-    case YAML::NodeType::Scalar: {
-      const std::string& s = node.Scalar();
-      if (node.Tag() != "?") return nlohmann::json(s);  // quoted or explicitly tagged: a string
-      bool b = false;
-      if (is_null_scalar(s)) return nlohmann::json(nullptr);
-      if (is_bool_scalar(s, &b)) return nlohmann::json(b);
-      if (is_int_scalar(s)) {
-        errno = 0;
-        char* end = nullptr;
-        long long v = std::strtoll(s.c_str(), &end, 10);
-        if (errno == 0) return nlohmann::json(static_cast<int64_t>(v));
-        return nlohmann::json(std::strtod(s.c_str(), nullptr));
-      }
-      if (is_float_scalar(s)) return nlohmann::json(std::strtod(s.c_str(), nullptr));
-      return nlohmann::json(s);
-    }
-    case YAML::NodeType::Sequence: {
-      nlohmann::json arr = nlohmann::json::array();
-      for (const auto& item : node) {
-        auto v = node_to_json(item, depth + 1, budget);
-        if (!v) return v;
-        arr.push_back(std::move(*v));
-      }
-      return arr;
-    }
-    case YAML::NodeType::Map: {
-      nlohmann::json obj = nlohmann::json::object();
-      for (const auto& kv : node) {
-        if (!kv.first.IsScalar()) return ApiError::bad_request("yaml: map keys must be strings");
-        std::string key = kv.first.Scalar();
-        if (obj.contains(key)) {
-          return ApiError::bad_request("yaml: duplicate map key \"" + key + "\"");
-        }
-        if (!budget.spend(kv.first.Scalar().size())) return excessive_aliasing();
-        auto v = node_to_json(kv.second, depth + 1, budget);
-        if (!v) return v;
-        obj[key] = std::move(*v);
-      }
-      return obj;
-    }
-  }
-  return nlohmann::json(nullptr);
+ApiError yaml_error(const std::string& what) {
+  return ApiError::bad_request("error converting YAML to JSON: yaml: " + what);
 }
 
-// yaml-cpp 0.7 never returns when a ',' follows a document's root node at the top level (`[a],`,
-// `"x",`, `{b},`, `!!str,`, a line starting with ','): found by fuzzing, one such body would hold a thread
-// for ever. Such a ',' is never valid YAML, so it is refused before yaml-cpp sees it. Quoted
-// scalars and comments are skipped; '[' and '{' open a flow collection only where a node can start
-// (in block context they may sit inside a plain scalar, `a: x[1]`); a ',' counts when no flow
-// collection is open and it starts a line or directly follows a closed collection or a quote.
-bool has_root_level_comma(std::string_view text) {
-  int depth = 0;
-  char previous = '\n';     // last significant character; '\n' at the start of a line
-  bool in_property = false;  // inside a tag, anchor or alias (`!!str`, `&a`, `*a`)
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (c == '\n') {
-      previous = '\n';
-      in_property = false;
-      continue;
-    }
-    if (c == ' ' || c == '\t' || c == '\r') {
-      in_property = false;
-      continue;
-    }
-    const bool node_start = previous == '\n' || previous == ':' || previous == '-' ||
-                            previous == ',' || previous == '[' || previous == '{' ||
-                            previous == '?';
-    if ((c == '!' || c == '&' || c == '*') && node_start) in_property = true;
-    // A tag or anchor ended by a ',' outside any flow collection: the same endless loop.
-    if (c == ',' && depth == 0 && in_property) return true;
-    if (c == '#' && (i == 0 || text[i - 1] == ' ' || text[i - 1] == '\t' || text[i - 1] == '\n')) {
-      while (i < text.size() && text[i] != '\n') ++i;
-      previous = '\n';
-      continue;
-    }
-    if ((c == '"' || c == '\'') && node_start) {
-      for (++i; i < text.size(); ++i) {
-        if (c == '"' && text[i] == '\\') {
-          ++i;
-        } else if (text[i] == c) {
-          if (c == '\'' && i + 1 < text.size() && text[i + 1] == '\'') {
-            ++i;  // '' is a quote inside a single-quoted scalar
-          } else {
-            break;
-          }
-        }
-      }
-      previous = '"';
-      continue;
-    }
-    // After a quoted scalar or a closed collection a bracket cannot be part of a plain scalar:
-    // yaml-cpp reads it as another collection (`"&"[],` loops the same way).
-    const bool after_node = previous == '"' || previous == ']' || previous == '}';
-    if ((c == '[' || c == '{') && (node_start || after_node || depth > 0)) {
-      ++depth;
-    } else if (c == ']' || c == '}') {
-      if (depth == 0) {
-        previous = 'x';  // part of a plain scalar (`x[1]`), not the end of a collection
-        continue;
-      }
-      --depth;
-    } else if (c == ',' && depth == 0 &&
-               (previous == '\n' || previous == ']' || previous == '}' || previous == '"')) {
-      return true;
-    }
-    previous = c;
+// A scalar as sigs.k8s.io/yaml types it: quoted or explicitly tagged scalars are strings, plain
+// ones are resolved by the core schema.
+nlohmann::json scalar_to_json(const yaml_event_t& event) {
+  const std::string s(reinterpret_cast<const char*>(event.data.scalar.value), event.data.scalar.length);
+  if (!event.data.scalar.plain_implicit || event.data.scalar.style != YAML_PLAIN_SCALAR_STYLE) {
+    return nlohmann::json(s);
   }
-  return false;
+  bool b = false;
+  if (is_null_scalar(s)) return nlohmann::json(nullptr);
+  if (is_bool_scalar(s, &b)) return nlohmann::json(b);
+  if (is_int_scalar(s)) {
+    errno = 0;
+    long long v = std::strtoll(s.c_str(), nullptr, 10);
+    if (errno == 0) return nlohmann::json(static_cast<int64_t>(v));
+    return nlohmann::json(std::strtod(s.c_str(), nullptr));
+  }
+  if (is_float_scalar(s)) return nlohmann::json(std::strtod(s.c_str(), nullptr));
+  return nlohmann::json(s);
 }
+
+// YAML -> JSON over libyaml's event parser (the C library behind PyYAML): a state machine
+// without recursion, fuzzed for years, where yaml-cpp 0.7 loops for ever on some malformed
+// inputs (found by fuzz_body_decode). Aliases are expanded against the decode budget.
+class YamlDecoder {
+ public:
+  YamlDecoder(std::string_view text, DecodeBudget budget) : budget_(budget) {
+    yaml_parser_initialize(&parser_);
+    yaml_parser_set_input_string(&parser_, reinterpret_cast<const unsigned char*>(text.data()),
+                                 text.size());
+  }
+  ~YamlDecoder() { yaml_parser_delete(&parser_); }
+  YamlDecoder(const YamlDecoder&) = delete;
+  YamlDecoder& operator=(const YamlDecoder&) = delete;
+
+  // The non-empty documents of the stream (more than one is the caller's error to report).
+  Expected<std::vector<nlohmann::json>> documents() {
+    std::vector<nlohmann::json> docs;
+    for (;;) {
+      Event event;
+      if (auto ok = next(event); !ok) return ok.error();
+      if (event.e.type == YAML_STREAM_END_EVENT) return docs;
+      if (event.e.type != YAML_DOCUMENT_START_EVENT) continue;  // stream start
+      anchors_.clear();
+      Event root;
+      if (auto ok = next(root); !ok) return ok.error();
+      auto value = node(root, 0);
+      if (!value) return value.error();
+      Event end;
+      if (auto ok = next(end); !ok) return ok.error();
+      if (!value->is_null()) docs.push_back(std::move(*value));
+      if (docs.size() > 1) return docs;
+    }
+  }
+
+ private:
+  struct Event {
+    yaml_event_t e{};
+    bool set = false;
+    ~Event() {
+      if (set) yaml_event_delete(&e);
+    }
+  };
+  struct Anchored {
+    nlohmann::json value;
+    std::size_t nodes = 0, bytes = 0;  // what expanding it costs
+  };
+
+  Outcome next(Event& event) {
+    if (!yaml_parser_parse(&parser_, &event.e)) {
+      const std::string problem = parser_.problem ? parser_.problem : "invalid YAML";
+      return yaml_error("line " + std::to_string(parser_.problem_mark.line + 1) + ": " + problem);
+    }
+    event.set = true;
+    return Ok{};
+  }
+
+  void remember(const yaml_char_t* anchor, const nlohmann::json& value, std::size_t nodes,
+                std::size_t bytes) {
+    if (anchor) anchors_[reinterpret_cast<const char*>(anchor)] = {value, nodes, bytes};
+  }
+
+  Expected<nlohmann::json> node(const Event& event, int depth) {
+    if (depth > 100) return ApiError::bad_request("yaml: exceeded max depth of 100");
+    const std::size_t nodes_before = budget_.nodes, bytes_before = budget_.bytes;
+    auto spent = [&] { return std::pair{nodes_before - budget_.nodes, bytes_before - budget_.bytes}; };
+    switch (event.e.type) {
+      case YAML_ALIAS_EVENT: {
+        auto it = anchors_.find(reinterpret_cast<const char*>(event.e.data.alias.anchor));
+        if (it == anchors_.end()) return yaml_error("unknown anchor referenced");
+        // An alias costs what it expands to: nested aliases cannot multiply past the budget.
+        if (it->second.nodes > budget_.nodes || it->second.bytes > budget_.bytes) {
+          return excessive_aliasing();
+        }
+        budget_.nodes -= it->second.nodes;
+        budget_.bytes -= it->second.bytes;
+        return it->second.value;
+      }
+      case YAML_SCALAR_EVENT: {
+        if (!budget_.spend(event.e.data.scalar.length)) return excessive_aliasing();
+        nlohmann::json value = scalar_to_json(event.e);
+        auto [n, b] = spent();
+        remember(event.e.data.scalar.anchor, value, n, b);
+        return value;
+      }
+      case YAML_SEQUENCE_START_EVENT: {
+        if (!budget_.spend(0)) return excessive_aliasing();
+        nlohmann::json array = nlohmann::json::array();
+        for (;;) {
+          Event item;
+          if (auto ok = next(item); !ok) return ok.error();
+          if (item.e.type == YAML_SEQUENCE_END_EVENT) break;
+          auto value = node(item, depth + 1);
+          if (!value) return value;
+          array.push_back(std::move(*value));
+        }
+        auto [n, b] = spent();
+        remember(event.e.data.sequence_start.anchor, array, n, b);
+        return array;
+      }
+      case YAML_MAPPING_START_EVENT: {
+        if (!budget_.spend(0)) return excessive_aliasing();
+        nlohmann::json object = nlohmann::json::object();
+        for (;;) {
+          Event key;
+          if (auto ok = next(key); !ok) return ok.error();
+          if (key.e.type == YAML_MAPPING_END_EVENT) break;
+          if (key.e.type != YAML_SCALAR_EVENT) return ApiError::bad_request("yaml: map keys must be strings");
+          std::string name(reinterpret_cast<const char*>(key.e.data.scalar.value), key.e.data.scalar.length);
+          if (!budget_.spend(name.size())) return excessive_aliasing();
+          if (object.contains(name)) {
+            return ApiError::bad_request("yaml: duplicate map key \"" + name + "\"");
+          }
+          Event value_event;
+          if (auto ok = next(value_event); !ok) return ok.error();
+          auto value = node(value_event, depth + 1);
+          if (!value) return value;
+          object[name] = std::move(*value);
+        }
+        auto [n, b] = spent();
+        remember(event.e.data.mapping_start.anchor, object, n, b);
+        return object;
+      }
+      default:
+        return yaml_error("unexpected event");
+    }
+  }
+
+  yaml_parser_t parser_;
+  DecodeBudget budget_;
+  std::map<std::string, Anchored> anchors_;
+};
 
 bool looks_like_json(std::string_view body) {
   for (char c : body) {
@@ -273,36 +313,23 @@ Expected<nlohmann::json> decode_body(std::string_view body) {
                                    e.what());
     }
   }
-  // nlohmann's parser refuses invalid UTF-8; yaml-cpp does not, and such a string would be
-  // stored and fail every later serialisation.
+  // nlohmann's parser refuses invalid UTF-8; so does libyaml, with a less helpful message.
   if (!frames::is_valid_utf8(body)) {
     return ApiError::bad_request("error converting YAML to JSON: yaml: invalid UTF-8 in the body");
   }
-  if (has_root_level_comma(body)) {
-    return ApiError::bad_request(
-        "error converting YAML to JSON: yaml: did not find expected <document start>");
-  }
-  std::vector<YAML::Node> docs;
-  try {
-    docs = YAML::LoadAll(std::string(body));
-  } catch (const YAML::Exception& e) {
-    return ApiError::bad_request(std::string("error converting YAML to JSON: yaml: ") + e.what());
-  }
-  std::vector<const YAML::Node*> non_empty;
-  for (const auto& d : docs) {
-    if (!d.IsNull()) non_empty.push_back(&d);
-  }
-  if (non_empty.empty()) return ApiError::bad_request("the request body is empty");
-  if (non_empty.size() > 1) {
+  YamlDecoder decoder(body, DecodeBudget::for_input(body.size()));
+  auto docs = decoder.documents();
+  if (!docs) return docs.error();
+  if (docs->empty()) return ApiError::bad_request("the request body is empty");
+  if (docs->size() > 1) {
     return ApiError::bad_request(
         "error converting YAML to JSON: the request body holds more than one YAML document");
   }
-  if (non_empty.front()->IsScalar() && !looks_like_json(body)) {
+  if (!docs->front().is_object() && !docs->front().is_array()) {
     return ApiError::bad_request("couldn't get version/kind; json parse error: the body is not a "
                                  "JSON or YAML object");
   }
-  DecodeBudget budget = DecodeBudget::for_input(body.size());
-  return node_to_json(*non_empty.front(), 0, budget);
+  return std::move(docs->front());
 }
 
 std::string string_field(const nlohmann::json& object, std::string_view key,
