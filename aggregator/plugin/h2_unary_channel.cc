@@ -3,6 +3,8 @@
 // and run after nghttp2 returns, so no callback re-enters the session.
 #include "aggregator/plugin/h2_unary_channel.h"
 
+#include "aggregator/http/wire.h"
+
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/generic/stream_protocol.hpp>
@@ -40,27 +42,6 @@ std::string grpc_timeout(std::chrono::milliseconds t) {
   if (ms <= 99'999'999) return std::to_string(ms) + "m";
   return std::to_string(std::min<int64_t>(ms / 1000, 99'999'999)) + "S";
 }
-
-std::string percent_decode(std::string_view in) {
-  auto hex = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  std::string out;
-  out.reserve(in.size());
-  for (std::size_t i = 0; i < in.size(); ++i) {
-    if (in[i] == '%' && i + 2 < in.size() && hex(in[i + 1]) >= 0 && hex(in[i + 2]) >= 0) {
-      out.push_back(static_cast<char>(hex(in[i + 1]) * 16 + hex(in[i + 2])));
-      i += 2;
-    } else {
-      out.push_back(in[i]);
-    }
-  }
-  return out;
-}
-
 // gRPC's mapping of an HTTP status without grpc-status (doc/http-grpc-status-mapping.md).
 grpc::StatusCode code_for_http_status(int status) {
   switch (status) {
@@ -518,7 +499,7 @@ struct H2UnaryChannel::Connection : std::enable_shared_from_this<Connection> {
       call->grpc_status =
           code >= 0 && code <= 16 ? code : static_cast<int>(grpc::StatusCode::UNKNOWN);
     } else if (n == "grpc-message") {
-      call->grpc_message = percent_decode(v);
+      call->grpc_message = http::percent_decode(v);  // grpc-message is %-encoded
     }
     return 0;
   }
