@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -32,6 +33,15 @@ def example(name):
 
 
 EXAMPLE_DATASOURCES = example("provisioning/datasources.yaml")
+
+
+def free_port():
+    """A loopback TCP port nothing listens on (for a server a test starts, or one that is down)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
 
 
 def wait_for(predicate, timeout=30, interval=0.1):

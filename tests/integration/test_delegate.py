@@ -1,20 +1,12 @@
 """Everything the aggregator does not serve goes to the delegate, intact and streaming."""
 
 import json
-import socket
 import time
 import unittest
 
 from delegate_server import DelegateServer
-from harness import Aggregator
+from harness import Aggregator, free_port
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class DelegateTest(unittest.TestCase):

@@ -4,13 +4,12 @@ own /metrics: a query through the aggregator returns the aggregator's own series
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 import unittest
 
-from harness import Aggregator
+from harness import Aggregator, free_port
 
 DPS = """apiVersion: aggregation.grafana.app/v0alpha1
 kind: DataPlaneService
@@ -26,13 +25,6 @@ spec:
     - type: health
 """
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 @unittest.skipUnless(shutil.which("prometheus"), "prometheus is not installed")

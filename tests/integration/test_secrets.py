@@ -6,22 +6,14 @@ stderr), the audit log and /metrics."""
 
 import json
 import os
-import socket
 import tempfile
 import unittest
 
-from harness import Aggregator, example, wait_for
+from harness import Aggregator, example, free_port, wait_for
 
 SECRETS = ["S3CRET-basic-auth-7f3a", "S3CRET-api-key-91bd", "S3CRET-json-token-c2e0"]
 BASE = "/apis/testdata.datasource.grafana.app/v0alpha1/namespaces/default/datasources"
 
-
-def closed_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class SecretsTest(unittest.TestCase):
@@ -34,7 +26,7 @@ class SecretsTest(unittest.TestCase):
                     "    url: http://127.0.0.1:%d/base\n    basicAuth: true\n    basicAuthUser: alice\n"
                     "    jsonData: {timeout: 1}\n"
                     "    secureJsonData:\n      basicAuthPassword: %s\n      apiKey: %s\n"
-                    "      token: %s\n" % (closed_port(), SECRETS[0], SECRETS[1], SECRETS[2]))
+                    "      token: %s\n" % (free_port(), SECRETS[0], SECRETS[1], SECRETS[2]))
         audit = os.path.join(work, "audit.log")
         outputs = []
         with Aggregator(datasources=datasources, args=["--audit-log-path", audit]) as agg:
