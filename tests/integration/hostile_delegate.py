@@ -46,6 +46,7 @@ class HostileDelegate:
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(128)
         self.seen = []  # (path, method) of every request, in arrival order
+        self.headers = {}  # path -> the last request's headers (names lower-cased)
         self.lock = threading.Lock()
         self.injected = threading.Event()  # set once /desync-idle's extra response is written
         self.apis_doc = None  # (content_type, body) served for /apis when set
@@ -87,8 +88,10 @@ class HostileDelegate:
         lines = head.split(b"\r\n")
         method, target = lines[0].split(b" ")[:2]
         length = 0
+        headers = {}
         for line in lines[1:]:
             name, _, value = line.partition(b":")
+            headers.setdefault(name.strip().lower().decode(), []).append(value.strip().decode())
             if name.strip().lower() == b"content-length":
                 length = int(value.strip())
         while len(rest) < length:
@@ -96,7 +99,7 @@ class HostileDelegate:
             if not data:
                 break
             rest += data
-        return (method.decode(), target.decode().split("?")[0]), rest[length:]
+        return (method.decode(), target.decode().split("?")[0], headers), rest[length:]
 
     def _serve(self, conn):
         buffered = b""
@@ -105,9 +108,10 @@ class HostileDelegate:
                 request, buffered = self._read_request(conn, buffered)
                 if request is None:
                     return
-                method, path = request
+                method, path, headers = request
                 with self.lock:
                     self.seen.append((path, method))
+                    self.headers[path] = headers
                 if not self._answer(conn, method, path):
                     return
         except OSError:
@@ -149,6 +153,13 @@ class HostileDelegate:
             if request is not None:
                 with self.lock:
                     self.seen.append((request[1], request[0]))
+            return False
+        if path == "/upgrade":
+            # Switches protocols and echoes one message back.
+            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: test\r\nConnection: Upgrade\r\n\r\n")
+            data = conn.recv(65536)
+            if data:
+                conn.sendall(data)
             return False
         if path == "/silent":
             time.sleep(30)

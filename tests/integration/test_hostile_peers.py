@@ -163,6 +163,24 @@ class HostileDelegateTest(unittest.TestCase):
         conn.close()
         self.assertEqual(len(self.delegate.requests_for("/side-effect")), 1)
 
+    def test_upgrade_requests_never_carry_client_identity_headers(self):
+        s = socket.create_connection(self.agg.host_port, timeout=10)
+        s.sendall(b"GET /upgrade HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: test\r\n"
+                  b"X-Remote-User: admin\r\nX-Remote-Group: system:masters\r\n"
+                  b"Authorization: Bearer " + self.agg.token.encode() + b"\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(4096)
+        self.assertTrue(head.startswith(b"HTTP/1.1 101"), head)
+        s.sendall(b"ping")
+        self.assertEqual(s.recv(4096), b"ping")
+        s.close()
+        seen = self.delegate.headers["/upgrade"]
+        self.assertNotIn("x-remote-user", seen)
+        self.assertNotIn("x-remote-group", seen)
+        # Pass-through mode: the client's own credentials go on for the delegate to judge.
+        self.assertEqual(seen["authorization"], ["Bearer " + self.agg.token])
+
     def test_invalid_request_chunk_size_is_400(self):
         out = raw_exchange(self.agg, b"POST /anything HTTP/1.1\r\nHost: x\r\n"
                                      b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n")
