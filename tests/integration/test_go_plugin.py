@@ -94,6 +94,13 @@ class GoPluginTest(unittest.TestCase):
             self.assertEqual(result["status"], 200)
             self.assertEqual(result["frames"], [golden])
 
+    def test_plugin_context_user_is_the_authenticated_user(self):
+        # The admin token authenticates as "admin"; a header claiming another user changes nothing.
+        status, body = self.agg.json("POST", DATASOURCE + "/query", query(["whoami"]),
+                                     headers={"X-Grafana-User": "mallory", "X-Remote-User": "mallory"})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["results"]["whoami"]["error"], "login=admin")
+
     def test_grpc_errors_become_status(self):
         status, body = self.agg.json("POST", DATASOURCE + "/query", query(["fail"]))
         self.assertEqual(status, 502, body)

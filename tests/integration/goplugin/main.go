@@ -78,6 +78,13 @@ func queryData(_ interface{}, _ context.Context, dec func(interface{}) error, _ 
 	err := eachBytes(in.b, 3, func(query []byte) {
 		_ = eachBytes(query, 1, func(id []byte) { refIDs = append(refIDs, string(id)) })
 	})
+	// QueryDataRequest.pluginContext = 1; PluginContext.user = 3; User.login = 1.
+	login := ""
+	_ = eachBytes(in.b, 1, func(ctx []byte) {
+		_ = eachBytes(ctx, 3, func(user []byte) {
+			_ = eachBytes(user, 1, func(l []byte) { login = string(l) })
+		})
+	})
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
@@ -86,10 +93,16 @@ func queryData(_ interface{}, _ context.Context, dec func(interface{}) error, _ 
 		if id == "fail" {
 			return nil, status.Error(codes.Internal, "go says no: 100% \u2717")
 		}
-		// DataResponse: frames = 1, status = 4.
+		// DataResponse: frames = 1, error = 2, status = 4. Query "whoami" answers with the login
+		// the host put into PluginContext.user, as an error text the test can read.
 		var resp []byte
-		resp = protowire.AppendTag(resp, 1, protowire.BytesType)
-		resp = protowire.AppendBytes(resp, golden)
+		if id == "whoami" {
+			resp = protowire.AppendTag(resp, 2, protowire.BytesType)
+			resp = protowire.AppendString(resp, "login="+login)
+		} else {
+			resp = protowire.AppendTag(resp, 1, protowire.BytesType)
+			resp = protowire.AppendBytes(resp, golden)
+		}
 		resp = protowire.AppendTag(resp, 4, protowire.VarintType)
 		resp = protowire.AppendVarint(resp, 200)
 		// QueryDataResponse.responses = 1: map entry {key = 1, value = 2}.
