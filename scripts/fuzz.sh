@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 
 SECONDS_PER_TARGET="${1:-60}"
 shift || true
-ALL=(fuzz_body_decode fuzz_selectors fuzz_patches fuzz_arrow_frames fuzz_frame_json)
+ALL=(fuzz_body_decode fuzz_selectors fuzz_patches fuzz_arrow_frames fuzz_frame_json
+     fuzz_request_auth fuzz_auth_files)
 TARGETS=("${@:-${ALL[@]}}")
 
 ./scripts/install-deps.sh

@@ -39,11 +39,10 @@ bool is_float_scalar(const std::string& s) {
   return std::regex_match(s, re);
 }
 
-// What decoding one document may produce. yaml-cpp resolves an alias to the node it names
-// without copying it, so a few hundred bytes of nested aliases describe billions of nodes
-// ("billion laughs"); expanding them is bounded by counting every node and scalar byte produced
-// against a budget proportional to the input, as go-yaml (and so kube-apiserver) refuses
-// "excessive aliasing".
+// What decoding one document may produce. An alias names a node without repeating it, so a few
+// hundred bytes of nested aliases describe billions of nodes ("billion laughs"); expanding them
+// is bounded by counting every node and scalar byte produced against a budget proportional to
+// the input, as go-yaml (and so kube-apiserver) refuses "excessive aliasing".
 struct DecodeBudget {
   std::size_t nodes;
   std::size_t bytes;
@@ -61,14 +60,11 @@ struct DecodeBudget {
   }
 };
 
-ApiError excessive_aliasing() {
-  return ApiError::bad_request(
-      "error converting YAML to JSON: yaml: document contains excessive aliasing");
-}
-
 ApiError yaml_error(const std::string& what) {
   return ApiError::bad_request("error converting YAML to JSON: yaml: " + what);
 }
+
+ApiError excessive_aliasing() { return yaml_error("document contains excessive aliasing"); }
 
 // A scalar as sigs.k8s.io/yaml types it: quoted or explicitly tagged scalars are strings, plain
 // ones are resolved by the core schema.

@@ -28,9 +28,15 @@ struct Target {
   std::unique_ptr<http::HttpClient> client;
 };
 
+// yaml-cpp's operator[] throws on anything but a map: every lookup checks the kind first.
 std::string node_string(const YAML::Node& node, const char* key) {
+  if (!node || !node.IsMap()) return {};
   const YAML::Node value = node[key];
   return value && value.IsScalar() ? value.Scalar() : std::string();
+}
+
+YAML::Node node_field(const YAML::Node& node, const char* key) {
+  return node && node.IsMap() ? node[key] : YAML::Node();
 }
 
 // The current context's cluster and user (the first of each without one).
@@ -41,21 +47,22 @@ api::Expected<std::unique_ptr<Target>> load_target(const std::string& path) {
   } catch (const YAML::Exception& e) {
     return api::ApiError::bad_request(path + ": " + e.what());
   }
+  if (!root.IsMap()) return api::ApiError::bad_request(path + ": not a kubeconfig");
   auto pick = [&](const char* list, const char* item, const std::string& name) -> YAML::Node {
-    const YAML::Node entries = root[list];
+    const YAML::Node entries = node_field(root, list);
     if (!entries || !entries.IsSequence() || entries.size() == 0) return YAML::Node();
     for (const auto& entry : entries) {
-      if (name.empty() || node_string(entry, "name") == name) return entry[item];
+      if (name.empty() || node_string(entry, "name") == name) return node_field(entry, item);
     }
     return YAML::Node();
   };
   std::string cluster_name, user_name;
   const std::string current = node_string(root, "current-context");
-  if (const YAML::Node contexts = root["contexts"]; contexts && contexts.IsSequence()) {
+  if (const YAML::Node contexts = node_field(root, "contexts"); contexts && contexts.IsSequence()) {
     for (const auto& entry : contexts) {
       if (current.empty() || node_string(entry, "name") == current) {
-        cluster_name = node_string(entry["context"], "cluster");
-        user_name = node_string(entry["context"], "user");
+        cluster_name = node_string(node_field(entry, "context"), "cluster");
+        user_name = node_string(node_field(entry, "context"), "user");
         break;
       }
     }
