@@ -9,7 +9,6 @@
 #include <map>
 #include <cerrno>
 #include <cstdlib>
-#include <regex>
 
 namespace dpa::api {
 namespace {
@@ -30,13 +29,36 @@ bool is_bool_scalar(const std::string& s, bool* out) {
   }
   return false;
 }
-bool is_int_scalar(const std::string& s) {
-  static const std::regex re("[-+]?[0-9]+");
-  return std::regex_match(s, re);
+// The core schema's number patterns, scanned by hand: libstdc++'s std::regex matches recursively,
+// a few stack frames per character, and a plain scalar of 60,000 digits in a provisioning file or
+// a YAML request body overflowed the stack (found with fuzz_provisioning).
+std::size_t skip_digits(std::string_view& s) {
+  std::size_t n = 0;
+  while (n < s.size() && s[n] >= '0' && s[n] <= '9') ++n;
+  s.remove_prefix(n);
+  return n;
 }
-bool is_float_scalar(const std::string& s) {
-  static const std::regex re(R"([-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?)");
-  return std::regex_match(s, re);
+// [-+]?[0-9]+
+bool is_int_scalar(std::string_view s) {
+  if (!s.empty() && (s[0] == '-' || s[0] == '+')) s.remove_prefix(1);
+  return skip_digits(s) > 0 && s.empty();
+}
+// [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?
+bool is_float_scalar(std::string_view s) {
+  if (!s.empty() && (s[0] == '-' || s[0] == '+')) s.remove_prefix(1);
+  const std::size_t int_digits = skip_digits(s);
+  std::size_t frac_digits = 0;
+  if (!s.empty() && s[0] == '.') {
+    s.remove_prefix(1);
+    frac_digits = skip_digits(s);
+  }
+  if (int_digits == 0 && frac_digits == 0) return false;
+  if (!s.empty() && (s[0] == 'e' || s[0] == 'E')) {
+    s.remove_prefix(1);
+    if (!s.empty() && (s[0] == '-' || s[0] == '+')) s.remove_prefix(1);
+    if (skip_digits(s) == 0) return false;
+  }
+  return s.empty();
 }
 
 // What decoding one document may produce. An alias names a node without repeating it, so a few
@@ -60,21 +82,21 @@ struct DecodeBudget {
   }
 };
 
-ApiError yaml_error(const std::string& what) {
-  return ApiError::bad_request("error converting YAML to JSON: yaml: " + what);
-}
+// What went wrong, for decode_yaml's caller to put in context.
+ApiError yaml_problem(std::string what) { return ApiError::bad_request(std::move(what)); }
 
-ApiError excessive_aliasing() { return yaml_error("document contains excessive aliasing"); }
+ApiError excessive_aliasing() { return yaml_problem("document contains excessive aliasing"); }
 
 // A scalar as sigs.k8s.io/yaml types it: quoted or explicitly tagged scalars are strings, plain
-// ones are resolved by the core schema.
-nlohmann::json scalar_to_json(const yaml_event_t& event) {
+// ones are resolved by the core schema (or, as text, only null is).
+nlohmann::json scalar_to_json(const yaml_event_t& event, YamlScalars scalars) {
   const std::string s(reinterpret_cast<const char*>(event.data.scalar.value), event.data.scalar.length);
   if (!event.data.scalar.plain_implicit || event.data.scalar.style != YAML_PLAIN_SCALAR_STYLE) {
     return nlohmann::json(s);
   }
   bool b = false;
   if (is_null_scalar(s)) return nlohmann::json(nullptr);
+  if (scalars == YamlScalars::kText) return nlohmann::json(s);
   if (is_bool_scalar(s, &b)) return nlohmann::json(b);
   if (is_int_scalar(s)) {
     errno = 0;
@@ -91,7 +113,8 @@ nlohmann::json scalar_to_json(const yaml_event_t& event) {
 // inputs (found by fuzz_body_decode). Aliases are expanded against the decode budget.
 class YamlDecoder {
  public:
-  YamlDecoder(std::string_view text, DecodeBudget budget) : budget_(budget) {
+  YamlDecoder(std::string_view text, DecodeBudget budget, YamlScalars scalars)
+      : budget_(budget), scalars_(scalars) {
     yaml_parser_initialize(&parser_);
     yaml_parser_set_input_string(&parser_, reinterpret_cast<const unsigned char*>(text.data()),
                                  text.size());
@@ -100,8 +123,8 @@ class YamlDecoder {
   YamlDecoder(const YamlDecoder&) = delete;
   YamlDecoder& operator=(const YamlDecoder&) = delete;
 
-  // The non-empty documents of the stream (more than one is the caller's error to report).
-  Expected<std::vector<nlohmann::json>> documents() {
+  // The non-empty documents of the stream, up to `max` of them.
+  Expected<std::vector<nlohmann::json>> documents(std::size_t max) {
     std::vector<nlohmann::json> docs;
     for (;;) {
       Event event;
@@ -116,7 +139,7 @@ class YamlDecoder {
       Event end;
       if (auto ok = next(end); !ok) return ok.error();
       if (!value->is_null()) docs.push_back(std::move(*value));
-      if (docs.size() > 1) return docs;
+      if (docs.size() >= max) return docs;
     }
   }
 
@@ -136,7 +159,7 @@ class YamlDecoder {
   Outcome next(Event& event) {
     if (!yaml_parser_parse(&parser_, &event.e)) {
       const std::string problem = parser_.problem ? parser_.problem : "invalid YAML";
-      return yaml_error("line " + std::to_string(parser_.problem_mark.line + 1) + ": " + problem);
+      return yaml_problem("line " + std::to_string(parser_.problem_mark.line + 1) + ": " + problem);
     }
     event.set = true;
     return Ok{};
@@ -148,13 +171,13 @@ class YamlDecoder {
   }
 
   Expected<nlohmann::json> node(const Event& event, int depth) {
-    if (depth > 100) return ApiError::bad_request("yaml: exceeded max depth of 100");
+    if (depth > 100) return yaml_problem("exceeded max depth of 100");
     const std::size_t nodes_before = budget_.nodes, bytes_before = budget_.bytes;
     auto spent = [&] { return std::pair{nodes_before - budget_.nodes, bytes_before - budget_.bytes}; };
     switch (event.e.type) {
       case YAML_ALIAS_EVENT: {
         auto it = anchors_.find(reinterpret_cast<const char*>(event.e.data.alias.anchor));
-        if (it == anchors_.end()) return yaml_error("unknown anchor referenced");
+        if (it == anchors_.end()) return yaml_problem("unknown anchor referenced");
         // An alias costs what it expands to: nested aliases cannot multiply past the budget.
         if (it->second.nodes > budget_.nodes || it->second.bytes > budget_.bytes) {
           return excessive_aliasing();
@@ -165,7 +188,7 @@ class YamlDecoder {
       }
       case YAML_SCALAR_EVENT: {
         if (!budget_.spend(event.e.data.scalar.length)) return excessive_aliasing();
-        nlohmann::json value = scalar_to_json(event.e);
+        nlohmann::json value = scalar_to_json(event.e, scalars_);
         auto [n, b] = spent();
         remember(event.e.data.scalar.anchor, value, n, b);
         return value;
@@ -192,11 +215,11 @@ class YamlDecoder {
           Event key;
           if (auto ok = next(key); !ok) return ok.error();
           if (key.e.type == YAML_MAPPING_END_EVENT) break;
-          if (key.e.type != YAML_SCALAR_EVENT) return ApiError::bad_request("yaml: map keys must be strings");
+          if (key.e.type != YAML_SCALAR_EVENT) return yaml_problem("map keys must be strings");
           std::string name(reinterpret_cast<const char*>(key.e.data.scalar.value), key.e.data.scalar.length);
           if (!budget_.spend(name.size())) return excessive_aliasing();
           if (object.contains(name)) {
-            return ApiError::bad_request("yaml: duplicate map key \"" + name + "\"");
+            return yaml_problem("duplicate map key \"" + name + "\"");
           }
           Event value_event;
           if (auto ok = next(value_event); !ok) return ok.error();
@@ -209,12 +232,13 @@ class YamlDecoder {
         return object;
       }
       default:
-        return yaml_error("unexpected event");
+        return yaml_problem("unexpected event");
     }
   }
 
   yaml_parser_t parser_;
   DecodeBudget budget_;
+  const YamlScalars scalars_;
   std::map<std::string, Anchored> anchors_;
 };
 
@@ -313,9 +337,10 @@ Expected<nlohmann::json> decode_body(std::string_view body) {
   if (!frames::is_valid_utf8(body)) {
     return ApiError::bad_request("error converting YAML to JSON: yaml: invalid UTF-8 in the body");
   }
-  YamlDecoder decoder(body, DecodeBudget::for_input(body.size()));
-  auto docs = decoder.documents();
-  if (!docs) return docs.error();
+  auto docs = decode_yaml(body, YamlScalars::kJson, 2);
+  if (!docs) {
+    return ApiError::bad_request("error converting YAML to JSON: yaml: " + docs.error().message);
+  }
   if (docs->empty()) return ApiError::bad_request("the request body is empty");
   if (docs->size() > 1) {
     return ApiError::bad_request(
@@ -326,6 +351,12 @@ Expected<nlohmann::json> decode_body(std::string_view body) {
                                  "JSON or YAML object");
   }
   return std::move(docs->front());
+}
+
+Expected<std::vector<nlohmann::json>> decode_yaml(std::string_view text, YamlScalars scalars,
+                                                  std::size_t max_documents) {
+  YamlDecoder decoder(text, DecodeBudget::for_input(text.size()), scalars);
+  return decoder.documents(max_documents);
 }
 
 std::string string_field(const nlohmann::json& object, std::string_view key,

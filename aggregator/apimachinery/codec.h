@@ -7,13 +7,31 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstddef>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace dpa::api {
 
 // Decodes one JSON or YAML document. Empty, multi-document or malformed input: 400 BadRequest.
 Expected<nlohmann::json> decode_body(std::string_view body);
+
+// How decode_yaml types a plain (unquoted, untagged) scalar.
+enum class YamlScalars {
+  kJson,  // the YAML 1.2 core schema, as sigs.k8s.io/yaml: null, booleans, numbers, else strings
+  // Null-like scalars (`~`, `null`, empty) are null; every other scalar is the string it spells
+  // (`007`, `1.10` and `True` unchanged): for files whose fields are read as text.
+  kText,
+};
+// The non-empty documents of a YAML stream, at most `max_documents` (reading stops there),
+// decoded with libyaml's event parser under the limits of request bodies: nesting depth, an alias
+// budget proportional to the input, string map keys without duplicates. Errors are 400
+// BadRequest values saying what is wrong ("line 3: did not find expected key"), which the caller
+// prefixes with what it was reading.
+Expected<std::vector<nlohmann::json>> decode_yaml(std::string_view text, YamlScalars scalars,
+                                                  std::size_t max_documents);
+
 // Serialises JSON as block-style YAML; strings that would read back as another type are quoted.
 std::string to_yaml(const nlohmann::json& value);
 

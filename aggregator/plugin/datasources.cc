@@ -3,8 +3,6 @@
 #include "aggregator/apimachinery/codec.h"
 #include "aggregator/observability/log.h"
 
-#include <yaml-cpp/yaml.h>
-
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
@@ -94,97 +92,45 @@ bool plain_bool(const std::string& v, bool& out) {
   return false;
 }
 
-// YAML core-schema numbers: [-+]?[0-9]+ and [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?
-bool is_plain_int(std::string_view s) {
-  if (!s.empty() && (s[0] == '-' || s[0] == '+')) s.remove_prefix(1);
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+// jsonData the way Grafana's values.JSONValue reads it: a plain scalar keeps its YAML type (bool,
+// number, null: the typed decoding did that), and strings, and only strings, are env-expanded.
+nlohmann::json expand_strings(nlohmann::json value, const EnvLookup& env) {
+  if (value.is_string()) return expand_env(value.get_ref<const std::string&>(), env);
+  if (value.is_structured()) {
+    for (auto& item : value) item = expand_strings(std::move(item), env);
+  }
+  return value;
 }
 
-bool is_plain_float(std::string_view s) {
-  auto digits = [&s] {
-    std::size_t n = 0;
-    while (n < s.size() && s[n] >= '0' && s[n] <= '9') ++n;
-    s.remove_prefix(n);
-    return n;
-  };
-  if (!s.empty() && (s[0] == '-' || s[0] == '+')) s.remove_prefix(1);
-  std::size_t int_digits = digits();
-  std::size_t frac_digits = 0;
-  if (!s.empty() && s[0] == '.') {
-    s.remove_prefix(1);
-    frac_digits = digits();
-  }
-  if (int_digits == 0 && frac_digits == 0) return false;
-  if (!s.empty() && (s[0] == 'e' || s[0] == 'E')) {
-    s.remove_prefix(1);
-    if (!s.empty() && (s[0] == '-' || s[0] == '+')) s.remove_prefix(1);
-    if (digits() == 0) return false;
-  }
-  return s.empty();
-}
-
-// YAML to JSON the way Grafana's values.JSONValue does it: a plain scalar keeps its YAML type
-// (bool, int, float, null); strings, and only strings, are env-expanded.
-nlohmann::json yaml_to_json(const YAML::Node& n, const EnvLookup& env) {
-  switch (n.Type()) {
-    case YAML::NodeType::Undefined:
-    case YAML::NodeType::Null:
-      return nullptr;
-    case YAML::NodeType::Sequence: {
-      auto arr = nlohmann::json::array();
-      for (const auto& item : n) arr.push_back(yaml_to_json(item, env));
-      return arr;
-    }
-    case YAML::NodeType::Map: {
-      auto obj = nlohmann::json::object();
-      for (const auto& kv : n) obj[kv.first.Scalar()] = yaml_to_json(kv.second, env);
-      return obj;
-    }
-    case YAML::NodeType::Scalar:
-      break;
-  }
-  const std::string& raw = n.Scalar();
-  if (n.Tag() != "!") {  // plain (unquoted) scalar
-    bool b = false;
-    if (plain_bool(raw, b)) return b;
-    if (raw == "~" || raw == "null" || raw == "Null" || raw == "NULL") return nullptr;
-    if (is_plain_int(raw)) {
-      try {
-        return std::stoll(raw);
-      } catch (const std::out_of_range&) {
-        return std::stod(raw);
-      }
-    }
-    if (is_plain_float(raw)) return std::stod(raw);
-  }
-  return expand_env(raw, env);
-}
-
-// The v1 key, or its v0 (snake_case) spelling.
-YAML::Node field(const YAML::Node& map, const char* key, const char* v0_key = nullptr) {
-  if (auto n = map[key]) return n;
+// The v1 key, or its v0 (snake_case) spelling; null when neither is there. A key present with a
+// null value is there (it hides the other spelling).
+const nlohmann::json* field(const nlohmann::json& map, const char* key,
+                            const char* v0_key = nullptr) {
+  if (auto it = map.find(key); it != map.end()) return &*it;
   if (v0_key) {
-    if (auto n = map[v0_key]) return n;
+    if (auto it = map.find(v0_key); it != map.end()) return &*it;
   }
-  return YAML::Node();
+  return nullptr;
 }
 
-struct FieldError {
-  std::string message;
-};
+// The text of a scalar field (the file is decoded with YamlScalars::kText, so every scalar but a
+// null is a string); null when absent, null, a list or a mapping.
+const std::string* scalar(const nlohmann::json& map, const char* key, const char* v0_key = nullptr) {
+  const nlohmann::json* n = field(map, key, v0_key);
+  return n && n->is_string() ? &n->get_ref<const std::string&>() : nullptr;
+}
 
-std::string get_string(const YAML::Node& map, const EnvLookup& env, const char* key,
+std::string get_string(const nlohmann::json& map, const EnvLookup& env, const char* key,
                        const char* v0_key = nullptr) {
-  auto n = field(map, key, v0_key);
-  if (!n || !n.IsScalar()) return {};
-  return expand_env(n.Scalar(), env);
+  const std::string* n = scalar(map, key, v0_key);
+  return n ? expand_env(*n, env) : std::string();
 }
 
-bool get_bool(const YAML::Node& map, const EnvLookup& env, const char* key, const char* v0_key,
+bool get_bool(const nlohmann::json& map, const EnvLookup& env, const char* key, const char* v0_key,
               std::vector<std::string>& errors) {
-  auto n = field(map, key, v0_key);
-  if (!n || !n.IsScalar()) return false;
-  std::string v = expand_env(n.Scalar(), env);
+  const std::string* n = scalar(map, key, v0_key);
+  if (!n) return false;
+  std::string v = expand_env(*n, env);
   bool b = false;
   if (plain_bool(v, b)) return b;
   if (v == "1" || v == "t" || v == "T") return true;
@@ -193,11 +139,11 @@ bool get_bool(const YAML::Node& map, const EnvLookup& env, const char* key, cons
   return false;
 }
 
-std::int64_t get_int(const YAML::Node& map, const EnvLookup& env, const char* key,
+std::int64_t get_int(const nlohmann::json& map, const EnvLookup& env, const char* key,
                      const char* v0_key, std::int64_t def, std::vector<std::string>& errors) {
-  auto n = field(map, key, v0_key);
-  if (!n || !n.IsScalar()) return def;
-  std::string v = expand_env(n.Scalar(), env);
+  const std::string* n = scalar(map, key, v0_key);
+  if (!n) return def;
+  std::string v = expand_env(*n, env);
   if (v.empty()) return def;
   try {
     std::size_t used = 0;
@@ -284,34 +230,50 @@ EnvLookup process_env() {
 api::Expected<ProvisioningFile> parse_provisioning_yaml(std::string_view text,
                                                         const std::string& source,
                                                         const EnvLookup& env) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(std::string(text));
-  } catch (const YAML::Exception& e) {
-    return file_error(source, std::string("invalid YAML: ") + e.what());
-  }
+  // libyaml, as for request bodies: yaml-cpp 0.7 loops for ever on some malformed input (what
+  // fuzz_body_decode found). Fields are read as the text they spell (`password: 007` is "007");
+  // jsonData needs the YAML types, so it comes from a second, typed decoding of the same text,
+  // made only when some datasource has jsonData. As yaml-cpp's Load did, only the first document
+  // counts.
+  auto decoded = api::decode_yaml(text, api::YamlScalars::kText, 1);
+  if (!decoded) return file_error(source, "invalid YAML: " + decoded.error().message);
+  std::optional<nlohmann::json> typed;
+  auto typed_json_data = [&](std::size_t index) -> api::Expected<nlohmann::json> {
+    if (!typed) {
+      auto docs = api::decode_yaml(text, api::YamlScalars::kJson, 1);
+      if (!docs) return file_error(source, "invalid YAML: " + docs.error().message);
+      typed = docs->empty() ? nlohmann::json() : std::move(docs->front());
+    }
+    const nlohmann::json* n = nullptr;
+    if (auto list = typed->find("datasources"); list != typed->end() && list->is_array() &&
+                                                index < list->size() && (*list)[index].is_object()) {
+      n = field((*list)[index], "jsonData", "json_data");
+    }
+    return n ? *n : nlohmann::json();
+  };
   ProvisioningFile out;
-  if (!root || root.IsNull()) return out;  // an empty file provisions nothing
-  if (!root.IsMap()) return file_error(source, "top level must be a mapping");
+  if (decoded->empty()) return out;  // an empty file provisions nothing
+  const nlohmann::json& root = decoded->front();
+  if (!root.is_object()) return file_error(source, "top level must be a mapping");
   std::vector<std::string> errors;
   std::int64_t api_version = get_int(root, env, "apiVersion", nullptr, 0, errors);
   if (api_version != 0 && api_version != 1) {
     return file_error(source, "unsupported apiVersion " + std::to_string(api_version));
   }
-  if (auto dels = root["deleteDatasources"]) {
-    if (!dels.IsSequence()) return file_error(source, "deleteDatasources must be a list");
-    for (const auto& d : dels) {
-      if (!d.IsMap()) return file_error(source, "deleteDatasources entries must be mappings");
+  if (const nlohmann::json* dels = field(root, "deleteDatasources")) {
+    if (!dels->is_array()) return file_error(source, "deleteDatasources must be a list");
+    for (const auto& d : *dels) {
+      if (!d.is_object()) return file_error(source, "deleteDatasources entries must be mappings");
       out.deletes.emplace_back(get_string(d, env, "name"),
                                get_int(d, env, "orgId", "org_id", 1, errors));
     }
   }
-  if (auto list = root["datasources"]) {
-    if (!list.IsNull() && !list.IsSequence()) return file_error(source, "datasources must be a list");
+  if (const nlohmann::json* list = field(root, "datasources"); list && !list->is_null()) {
+    if (!list->is_array()) return file_error(source, "datasources must be a list");
     std::size_t index = 0;
-    for (const auto& n : list) {
-      std::string where = "datasources[" + std::to_string(index++) + "]";
-      if (!n.IsMap()) return file_error(source, where + " must be a mapping");
+    for (const auto& n : *list) {
+      std::string where = "datasources[" + std::to_string(index) + "]";
+      if (!n.is_object()) return file_error(source, where + " must be a mapping");
       std::vector<std::string> errs;
       Datasource ds;
       ds.name = get_string(n, env, "name");
@@ -330,23 +292,26 @@ api::Expected<ProvisioningFile> parse_provisioning_yaml(std::string_view text,
       if (ds.org_id <= 0) ds.org_id = 1;
       ds.version = get_int(n, env, "version", nullptr, 0, errs);
       ds.api_version = get_string(n, env, "apiVersion");
-      if (auto jd = field(n, "jsonData", "json_data"); jd && !jd.IsNull()) {
-        if (!jd.IsMap()) {
+      if (const nlohmann::json* jd = field(n, "jsonData", "json_data"); jd && !jd->is_null()) {
+        if (!jd->is_object()) {
           errs.push_back("jsonData must be a mapping");
         } else {
-          ds.json_data = yaml_to_json(jd, env);
+          auto json_data = typed_json_data(index);
+          if (!json_data) return json_data.error();
+          ds.json_data = expand_strings(std::move(*json_data), env);
         }
       }
-      if (auto sjd = field(n, "secureJsonData", "secure_json_data"); sjd && !sjd.IsNull()) {
-        if (!sjd.IsMap()) {
+      if (const nlohmann::json* sjd = field(n, "secureJsonData", "secure_json_data");
+          sjd && !sjd->is_null()) {
+        if (!sjd->is_object()) {
           errs.push_back("secureJsonData must be a mapping");
         } else {
-          for (const auto& kv : sjd) {
-            if (!kv.second.IsScalar()) {
-              errs.push_back("secureJsonData." + kv.first.Scalar() + " must be a string");
+          for (const auto& [key, value] : sjd->items()) {
+            if (!value.is_string()) {
+              errs.push_back("secureJsonData." + key + " must be a string");
               continue;
             }
-            ds.secure_json_data[kv.first.Scalar()] = expand_env(kv.second.Scalar(), env);
+            ds.secure_json_data[key] = expand_env(value.get_ref<const std::string&>(), env);
           }
         }
       }
@@ -366,6 +331,7 @@ api::Expected<ProvisioningFile> parse_provisioning_yaml(std::string_view text,
       }
       if (ds.uid.empty()) ds.uid = generated_uid(ds.org_id, ds.name);
       out.datasources.push_back(std::move(ds));
+      ++index;
     }
   }
   if (!errors.empty()) return file_error(source, errors.front());
@@ -398,8 +364,10 @@ api::Expected<std::vector<Datasource>> load_provisioning(const fs::path& path,
     if (!text) return file_error(file.string(), "cannot read (or larger than 4 MiB)");
     auto parsed = parse_provisioning_yaml(*text, file.string(), env);
     if (!parsed) return parsed.error();
-    for (const auto& [name, org] : parsed->deletes) {
-      std::erase_if(merged, [&](const Datasource& d) { return d.name == name && d.org_id == org; });
+    for (const auto& del : parsed->deletes) {
+      std::erase_if(merged, [&](const Datasource& d) {
+        return d.name == del.first && d.org_id == del.second;
+      });
     }
     for (auto& ds : parsed->datasources) {
       auto it = std::find_if(merged.begin(), merged.end(), [&](const Datasource& d) {

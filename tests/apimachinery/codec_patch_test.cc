@@ -125,5 +125,39 @@ TEST(DecodeBody, CommaAfterTheRootNodeIs400NotAHang) {
   }
 }
 
+// A number pattern matched with std::regex recursed once per character: a long enough plain
+// scalar overflowed the stack (found with fuzz_provisioning). Megabyte scalars decode now.
+TEST(DecodeBody, LongPlainScalarsDoNotOverflowTheStack) {
+  const std::string digits(1 << 20, '7');
+  auto integer = decode_body("a: " + digits + "\n");
+  ASSERT_TRUE(integer.ok()) << integer.error().message;
+  EXPECT_TRUE((*integer)["a"].is_number_float());  // beyond int64: a double, as before
+  auto fraction = decode_body("a: 0." + digits + "e-3\n");
+  ASSERT_TRUE(fraction.ok()) << fraction.error().message;
+  EXPECT_TRUE((*fraction)["a"].is_number_float());
+  auto text = decode_body("a: " + digits + "x\n");
+  ASSERT_TRUE(text.ok()) << text.error().message;
+  EXPECT_EQ((*text)["a"], digits + "x");
+  auto as_text = decode_yaml("a: " + digits + "\n", YamlScalars::kText, 1);
+  ASSERT_TRUE(as_text.ok());
+  EXPECT_EQ(as_text->front()["a"], digits);
+}
+
+// decode_yaml reads as text what request bodies read as numbers and booleans; null stays null.
+TEST(DecodeYaml, TextScalarsKeepWhatTheySpell) {
+  auto docs = decode_yaml("a: 007\nb: 1.10\nc: True\nd: ~\ne:\nf: '1'\n---\nx: 1\n",
+                          YamlScalars::kText, 1);
+  ASSERT_TRUE(docs.ok()) << docs.error().message;
+  ASSERT_EQ(docs->size(), 1u);  // reading stopped after the first document
+  EXPECT_EQ(docs->front(),
+            nlohmann::json::parse(R"({"a":"007","b":"1.10","c":"True","d":null,"e":null,"f":"1"})"));
+  auto typed = decode_yaml("a: 007\nb: 1.10\nc: True\n", YamlScalars::kJson, 1);
+  ASSERT_TRUE(typed.ok());
+  EXPECT_EQ(typed->front(), nlohmann::json::parse(R"({"a":7,"b":1.1,"c":true})"));
+  auto bad = decode_yaml("a: [", YamlScalars::kText, 1);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().message.rfind("line ", 0), 0u) << bad.error().message;
+}
+
 }  // namespace
 }  // namespace dpa::api

@@ -118,6 +118,59 @@ TEST(DatasourceProvisioning, RejectsBadFiles) {
   EXPECT_TRUE(parse_provisioning_yaml("", "empty").ok());
 }
 
+// yaml-cpp 0.7, which read these files before libyaml did, never returned on these inputs (the
+// ones fuzz_body_decode found). Each must return at once (a regression hangs this test): an error,
+// or, where libyaml reads a mapping, a file that provisions nothing.
+TEST(DatasourceProvisioning, MalformedYamlIsAnErrorNotAHang) {
+  for (const char* text : {R"({"":[{},{""}]},)", "!!str, y", "\"\"t\n?\n",
+                           "apiVersion: 1\ndatasources: [{name: a, type: x}],"}) {
+    auto parsed = parse_provisioning_yaml(text, "hang.yaml", fake_env({}));
+    if (parsed.ok()) {
+      EXPECT_TRUE(parsed->datasources.empty()) << text;
+      continue;
+    }
+    EXPECT_EQ(parsed.error().message.rfind("datasource provisioning hang.yaml: ", 0), 0u)
+        << parsed.error().message;
+  }
+  EXPECT_FALSE(parse_provisioning_yaml("!!str, y", "hang.yaml", fake_env({})).ok());
+  EXPECT_FALSE(parse_provisioning_yaml("\"\"t\n?\n", "hang.yaml", fake_env({})).ok());
+  auto invalid = parse_provisioning_yaml("datasources: [", "x.yaml", fake_env({}));
+  ASSERT_FALSE(invalid.ok());
+  EXPECT_NE(invalid.error().message.find("x.yaml: invalid YAML: line "), std::string::npos)
+      << invalid.error().message;
+}
+
+// Fields are the text the file spells, as yaml-cpp gave them: a password of digits keeps its
+// leading zeros, a version-like string its trailing zero. jsonData alone keeps YAML types.
+TEST(DatasourceProvisioning, FieldsKeepTheTextTheySpell) {
+  auto f = parse_provisioning_yaml(
+      "apiVersion: 1\n"
+      "datasources:\n"
+      "  - {name: 2024, type: x, uid: 0123, database: 1.10, user: True, password: 007,\n"
+      "     orgId: '3', isDefault: t, url: ~,\n"
+      "     jsonData: {n: 0123, v: 1.10, q: '007', b: True, e: $E}}\n",
+      "text.yaml", fake_env({{"E", "env"}}));
+  ASSERT_TRUE(f.ok()) << f.error().message;
+  ASSERT_EQ(f->datasources.size(), 1u);
+  const auto& ds = f->datasources[0];
+  EXPECT_EQ(ds.name, "2024");
+  EXPECT_EQ(ds.uid, "0123");
+  EXPECT_EQ(ds.database, "1.10");
+  EXPECT_EQ(ds.user, "True");
+  EXPECT_EQ(ds.secure_json_data.at("password"), "007");
+  EXPECT_EQ(ds.org_id, 3);
+  EXPECT_TRUE(ds.is_default);
+  EXPECT_EQ(ds.url, "");
+  EXPECT_EQ(ds.json_data, nlohmann::json::parse(R"({"n":123,"v":1.1,"q":"007","b":true,"e":"env"})"));
+  auto secure = parse_provisioning_yaml(
+      "datasources:\n  - {name: a, type: x, secureJsonData: {k: ~, l: [1]}}\n", "s.yaml");
+  ASSERT_FALSE(secure.ok());
+  EXPECT_NE(secure.error().message.find(
+                "datasources[0]: secureJsonData.k must be a string; secureJsonData.l must be a string"),
+            std::string::npos)
+      << secure.error().message;
+}
+
 TEST(DatasourceProvisioning, DirectoryMergesInOrderWithDeletes) {
   TempDir dir;
   write_file(dir.path() / "a.yaml",
