@@ -29,7 +29,7 @@ nlohmann::ordered_json ApiError::to_ordered_json() const {
   j["status"] = "Failure";
   j["message"] = message;
   if (!reason.empty()) j["reason"] = reason;
-  if (details.is_object() && !details.empty()) j["details"] = details;
+  if (details.is_object()) j["details"] = details;
   j["code"] = code;
   return j;
 }

@@ -24,8 +24,9 @@ struct ApiError {
   int code = 500;
   std::string reason;   // BadRequest, NotFound, Conflict, Invalid, ServiceUnavailable, ...
   std::string message;
-  // details: {name, group, kind, uid, causes[], retryAfterSeconds}; empty object = omitted.
-  nlohmann::json details = nlohmann::json::object();
+  // details: {name, group, kind, uid, causes[], retryAfterSeconds}. Null = omitted; an object is
+  // written even when empty, as kube writes a non-resource 403 (`"details":{}`).
+  nlohmann::json details;
 
   // The Status JSON object: {"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",...}.
   // body() keeps Kubernetes' key order (kind, apiVersion, metadata, status, message, reason,

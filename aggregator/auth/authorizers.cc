@@ -509,6 +509,7 @@ api::ApiError forbidden(const Attributes& a, const std::string& reason) {
                             : qualified + " " + go_quote(a.name) + " is forbidden: ";
   }
   api::ApiError error = api::ApiError::forbidden(prefix + message);
+  error.details = nlohmann::json::object();  // members omitted when empty, the object never
   if (!a.name.empty()) error.details["name"] = a.name;
   if (!a.api_group.empty()) error.details["group"] = a.api_group;
   if (!a.resource.empty()) error.details["kind"] = a.resource;

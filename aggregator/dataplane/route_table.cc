@@ -35,11 +35,17 @@ std::string upper(std::string_view s) {
 }
 
 // Splits "/a/b/c" into {a, b, c}, recording where each segment starts so a raw remainder can be
-// cut out of the original path. Returns false on too many segments.
+// cut out of the original path. Only the first kMaxSegments are kept: every endpoint is decided by
+// its first few segments, and what follows them (a proxy or resource path, a {rest...} parameter)
+// is taken raw from the path, so a path of any length routes the same. `count` is the full count.
+// Returns false when any segment is a dot segment: those are never handed to a plugin (the HTTP
+// session refuses them first; this keeps the table safe on its own).
 struct Segments {
   std::array<std::string_view, kMaxSegments> parts;
   std::array<std::size_t, kMaxSegments> offsets;  // offset of parts[i] in the split string
   std::size_t count = 0;
+
+  bool kept(std::size_t i) const { return i < count && i < kMaxSegments; }
 };
 
 bool split(std::string_view path, Segments& out) {
@@ -48,9 +54,12 @@ bool split(std::string_view path, Segments& out) {
   while (pos <= path.size()) {
     std::size_t next = path.find('/', pos);
     if (next == std::string_view::npos) next = path.size();
-    if (out.count == kMaxSegments) return false;
-    out.parts[out.count] = path.substr(pos, next - pos);
-    out.offsets[out.count] = pos;
+    const std::string_view part = path.substr(pos, next - pos);
+    if (is_dot_segment(part)) return false;
+    if (out.count < kMaxSegments) {
+      out.parts[out.count] = part;
+      out.offsets[out.count] = pos;
+    }
     ++out.count;
     pos = next + 1;
   }
@@ -145,9 +154,6 @@ class ServiceMatcher {
   std::optional<RouteMatch> match(std::string_view method, std::string_view rest) const {
     Segments seg;
     if (!split(rest, seg)) return std::nullopt;
-    for (std::size_t i = 0; i < seg.count; ++i) {
-      if (is_dot_segment(seg.parts[i])) return std::nullopt;
-    }
     const auto& p = seg.parts;
     const std::size_t n = seg.count;
 
@@ -229,7 +235,7 @@ class ServiceMatcher {
     std::string allow;
     for (const auto& r : routes_) {
       std::vector<std::pair<std::string, std::string>> params;
-      if (!match_template(r, seg, params)) continue;
+      if (!match_template(r, rest, seg, params)) continue;
       if (r.method.empty() || r.method == method) {
         RouteMatch m = base(Endpoint::kRoute);
         m.route = r.service;
@@ -252,21 +258,21 @@ class ServiceMatcher {
     return m;
   }
 
-  static bool match_template(const CompiledRoute& r, const Segments& seg,
+  static bool match_template(const CompiledRoute& r, std::string_view rest, const Segments& seg,
                              std::vector<std::pair<std::string, std::string>>& params) {
     std::size_t i = 2;
     for (std::size_t t = 0; t < r.segments.size(); ++t) {
       const TemplateSegment& ts = r.segments[t];
       if (ts.is_rest) {
-        std::string value;
-        for (std::size_t k = i; k < seg.count; ++k) {
-          if (k > i) value += '/';
-          value += http::percent_decode(seg.parts[k]);
-        }
+        // Decoding the raw remainder gives the same string as decoding each of its segments and
+        // joining them with '/'.
+        if (i < seg.count && !seg.kept(i)) return false;
+        std::string value =
+            i < seg.count ? http::percent_decode(rest.substr(seg.offsets[i])) : std::string();
         params.emplace_back(ts.param, std::move(value));
         return true;
       }
-      if (i >= seg.count || seg.parts[i].empty()) return false;
+      if (!seg.kept(i) || seg.parts[i].empty()) return false;
       if (ts.is_param) {
         params.emplace_back(ts.param, http::percent_decode(seg.parts[i]));
       } else if (seg.parts[i] != ts.literal) {

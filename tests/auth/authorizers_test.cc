@@ -353,11 +353,11 @@ TEST(ForbiddenTest, NamespacedDataPlaneRequest) {
 TEST(ForbiddenTest, NonResourcePath) {
   api::ApiError e = forbidden(as(kAnonymous, "GET", "/metrics"), "");
   EXPECT_EQ(e.message, R"(forbidden: User "system:anonymous" cannot get path "/metrics")");
-  EXPECT_TRUE(e.details.empty());
+  EXPECT_EQ(e.details, nlohmann::json::object());
   EXPECT_EQ(e.body(),
             R"({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":)"
             R"("forbidden: User \"system:anonymous\" cannot get path \"/metrics\"","reason":)"
-            R"("Forbidden","code":403})");
+            R"("Forbidden","details":{},"code":403})");
 }
 
 TEST(ForbiddenTest, ClusterScopeUnnamedWithReason) {

@@ -169,6 +169,29 @@ TEST(RouteTableTest, RouteServicesMatchTemplatesUnderNamespace) {
   EXPECT_TRUE(table->match("GET", p("/namespaces/ns1/datasources/u/resources/x")));
 }
 
+// A long remainder routes like a short one: only the first segments decide the endpoint, so a
+// proxy, resource or {rest...} path of any length reaches its plugin, never the delegate.
+TEST(RouteTableTest, PathsOfAnyLengthRoute) {
+  auto table = RouteTable::build({entry("td.example.com", "v1",
+                                        {{"query", "", ""}, {"datasource-proxy", "", ""},
+                                         {"route", "GET", "/files/{rest...}"}})});
+  std::string deep;
+  for (int i = 0; i < 200; ++i) deep += "/s" + std::to_string(i);
+  auto proxy = table->match("GET", p("/namespaces/default/datasources/abc/proxy" + deep));
+  ASSERT_TRUE(proxy);
+  EXPECT_EQ(proxy->endpoint, Endpoint::kDatasourceProxy);
+  EXPECT_EQ(proxy->sub_path, deep.substr(1));
+  auto files = table->match("GET", p("/namespaces/ns1/files" + deep + "/a%2Fb"));
+  ASSERT_TRUE(files);
+  EXPECT_EQ(files->endpoint, Endpoint::kRoute);
+  EXPECT_EQ(files->path_params[0].second, deep.substr(1) + "/a/b");
+  // Dot segments are refused wherever they are.
+  EXPECT_FALSE(table->match("GET", p("/namespaces/default/datasources/abc/proxy" + deep + "/..")));
+  EXPECT_FALSE(table->match("GET", p("/namespaces/ns1/files" + deep + "/%2E")));
+  // Fixed endpoints still need their exact segment count.
+  EXPECT_FALSE(table->match("POST", p("/namespaces/default/datasources/abc/query" + deep)));
+}
+
 TEST(RouteTableTest, DuplicateGroupVersionFirstNameWins) {
   auto a = entry("td.example.com", "v1", {{"query", "", ""}});
   a.name = "b-name";
