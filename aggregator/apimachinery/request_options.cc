@@ -1,8 +1,8 @@
 #include "aggregator/apimachinery/request_options.h"
 
+#include "aggregator/apimachinery/base64url.h"
 #include "aggregator/apimachinery/codec.h"
 
-#include <boost/beast/core/detail/base64.hpp>
 #include <nlohmann/json.hpp>
 
 #include <cctype>
@@ -22,36 +22,16 @@ ApiError list_forbidden(const std::string& field, const std::string& message) {
 }  // namespace
 
 std::string encode_continue(const ContinueToken& token) {
-  std::string json =
-      dump_json(nlohmann::json{{"rv", token.resource_version}, {"start", token.start_after}});
-  std::string out(boost::beast::detail::base64::encoded_size(json.size()), '\0');
-  out.resize(boost::beast::detail::base64::encode(out.data(), json.data(), json.size()));
-  // URL-safe alphabet without padding (as kube's tokens): survives query strings unescaped.
-  for (char& c : out) {
-    if (c == '+') c = '-';
-    if (c == '/') c = '_';
-  }
-  while (!out.empty() && out.back() == '=') out.pop_back();
-  return out;
+  return base64url_encode(
+      dump_json(nlohmann::json{{"rv", token.resource_version}, {"start", token.start_after}}));
 }
 
 Expected<ContinueToken> decode_continue(std::string_view token) {
   auto bad = ApiError::bad_request("continue key is not valid: illegal base64 data or format");
   if (token.empty() || token.size() > 4096) return bad;
-  std::string std_token(token);
-  for (char& c : std_token) {
-    if (c == '-') c = '+';
-    if (c == '_') c = '/';
-  }
-  const std::size_t unpadded = std_token.size();
-  while (std_token.size() % 4 != 0) std_token.push_back('=');
-  std::string raw(boost::beast::detail::base64::decoded_size(std_token.size()), '\0');
-  auto [written, read] =
-      boost::beast::detail::base64::decode(raw.data(), std_token.data(), std_token.size());
-  // `read` stops before the padding; anything shorter means an invalid character.
-  if (read < unpadded) return bad;
-  raw.resize(written);
-  auto j = nlohmann::json::parse(raw, nullptr, false);
+  std::optional<std::string> raw = base64url_decode(token);
+  if (!raw) return bad;
+  auto j = nlohmann::json::parse(*raw, nullptr, false);
   if (j.is_discarded() || !j.is_object() || !j.contains("rv") ||
       !j["rv"].is_number_integer() || !j.contains("start") || !j["start"].is_string()) {
     return bad;

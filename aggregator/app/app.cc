@@ -21,6 +21,7 @@
 #include "aggregator/http/server.h"
 #include "aggregator/http/tls.h"
 #include "aggregator/observability/containment.h"
+#include "aggregator/observability/file_watch.h"
 #include "aggregator/observability/log.h"
 #include "aggregator/observability/metrics.h"
 #include "aggregator/plugin/datasources.h"
@@ -142,7 +143,11 @@ int serve(const Config& config) {
                         [proxy](std::shared_ptr<http::Exchange> ex, dataplane::RouteMatch match) {
                           proxy->handle(std::move(ex), std::move(match));
                         });
-  metrics.on_scrape([&] { metrics.stream_subscribers().Set(static_cast<double>(hub->stats().subscribers)); });
+  metrics.on_scrape([&] {
+    const auto stats = hub->stats();
+    metrics.stream_subscribers().Set(static_cast<double>(stats.subscribers));
+    metrics.set_slow_subscribers_dropped(stats.slow_dropped);
+  });
 
   // Availability: plugin state and health -> status.conditions[Available]. The writer runs on the
   // controller's own thread, so the blocking store write is fine there.
@@ -180,13 +185,27 @@ int serve(const Config& config) {
   delegate::DelegateProxy delegate(io, delegate_options);
   if (!delegate.status().ok()) throw StartupError("--delegate-url: " + delegate.status().error().message);
 
+  // Certificates, CA bundles and the token file are read again when they change (DESIGN §6);
+  // SIGHUP checks at once.
+  obs::FileWatcher files(std::chrono::seconds(1));
+  auto reload_message = [](const api::Outcome& outcome) {
+    return outcome.ok() ? std::string() : outcome.error().message;
+  };
+
   // Who may do what (DESIGN §6). Without any authentication flag, the way in is a generated admin
-  // token, written into the kubeconfig: anonymous requests get 401.
+  // token, written into the kubeconfig: anonymous requests get 401. kube's order: front-proxy
+  // headers, client certificates, bearer tokens, then the same tokens as a WebSocket subprotocol.
   std::vector<std::shared_ptr<const auth::Authenticator>> authenticators;
-  auto add_authenticator = [&](const char* flag,
-                               api::Expected<std::shared_ptr<const auth::Authenticator>> made) {
+  std::vector<std::shared_ptr<const auth::Authenticator>> token_authenticators;
+  // An authenticator built from `file`, rebuilt when it changes.
+  auto from_file = [&](const char* flag, const std::string& file,
+                       auth::ReloadableAuthenticator::Build build) {
+    auto made = auth::ReloadableAuthenticator::create(std::move(build));
     if (!made) throw StartupError(std::string(flag) + ": " + made.error().message);
-    authenticators.push_back(std::move(made).value());
+    std::shared_ptr<auth::ReloadableAuthenticator> reloadable = std::move(made).value();
+    files.add(std::string(flag) + " " + file, {file},
+              [reloadable, reload_message] { return reload_message(reloadable->reload()); });
+    return reloadable;
   };
   if (!config.requestheader_client_ca_file.empty()) {
     auth::RequestHeaderOptions options;
@@ -196,14 +215,19 @@ int serve(const Config& config) {
     options.uid_headers = config.requestheader_uid_headers;
     options.group_headers = config.requestheader_group_headers;
     options.extra_headers_prefix = config.requestheader_extra_headers_prefix;
-    add_authenticator("--requestheader-client-ca-file",
-                      auth::make_request_header_authenticator(std::move(options)));
+    authenticators.push_back(
+        from_file("--requestheader-client-ca-file", config.requestheader_client_ca_file,
+                  [options] { return auth::make_request_header_authenticator(options); }));
   }
   if (!config.client_ca_file.empty()) {
-    add_authenticator("--client-ca-file", auth::make_x509_authenticator(config.client_ca_file));
+    authenticators.push_back(from_file("--client-ca-file", config.client_ca_file, [&config] {
+      return auth::make_x509_authenticator(config.client_ca_file);
+    }));
   }
   if (!config.token_auth_file.empty()) {
-    add_authenticator("--token-auth-file", auth::load_token_file(config.token_auth_file));
+    token_authenticators.push_back(from_file("--token-auth-file", config.token_auth_file, [&config] {
+      return auth::load_token_file(config.token_auth_file);
+    }));
   }
   auth::WebhookOptions webhook_options;
   webhook_options.timeout = config.webhook_timeout;
@@ -211,14 +235,22 @@ int serve(const Config& config) {
     auto options = webhook_options;
     options.config_file = config.authentication_token_webhook_config_file;
     options.allowed_ttl = config.authentication_token_webhook_cache_ttl;
-    add_authenticator("--authentication-token-webhook-config-file",
-                      auth::make_token_webhook(std::move(options), io.get_executor()));
+    auto webhook = auth::make_token_webhook(std::move(options), io.get_executor());
+    if (!webhook) {
+      throw StartupError("--authentication-token-webhook-config-file: " + webhook.error().message);
+    }
+    token_authenticators.push_back(std::move(webhook).value());
   }
   std::string admin_token;
   if (!config.authentication_configured()) {
     admin_token = load_or_create_admin_token((fs::path(config.data_dir) / "admin.token").string());
-    authenticators.push_back(auth::make_token_authenticator(
+    token_authenticators.push_back(auth::make_token_authenticator(
         {{admin_token, auth::UserInfo{"admin", "", {auth::kSystemMasters}, {}}}}));
+  }
+  if (!token_authenticators.empty()) {
+    auto tokens = auth::make_authenticator_chain(std::move(token_authenticators), false);
+    authenticators.push_back(tokens);
+    authenticators.push_back(auth::make_websocket_protocol_authenticator(tokens));
   }
   std::vector<std::shared_ptr<const auth::Authorizer>> authorizers;
   for (const auto& mode : config.authorization_modes) {
@@ -307,6 +339,11 @@ int serve(const Config& config) {
                       [&router](std::shared_ptr<http::Exchange> exchange) {
                         router.handle(std::move(exchange));
                       });
+  // The reloads touch the server and the delegate: the watcher stops before either goes away.
+  struct StopWatching {
+    obs::FileWatcher& files;
+    ~StopWatching() { files.stop(); }
+  } stop_watching{files};
   std::vector<boost::asio::io_context*> session_contexts{&io};
   for (auto& worker : io_workers) session_contexts.push_back(worker.get());
   server.set_session_contexts(std::move(session_contexts));
@@ -317,6 +354,23 @@ int serve(const Config& config) {
   });
   metrics.on_scrape([&] { metrics.open_connections().Set(static_cast<double>(server.open_connections())); });
   if (auto started = server.start(); !started.ok()) throw StartupError(started.error().message);
+  if (server.secure_port() >= 0) {
+    std::vector<std::string> serving{server_options.tls_cert_file, server_options.tls_key_file};
+    serving.insert(serving.end(), server_options.client_ca_files.begin(),
+                   server_options.client_ca_files.end());
+    files.add("serving certificate", std::move(serving),
+              [&server, reload_message] { return reload_message(server.reload_tls()); });
+  }
+  if (delegate.configured() && delegate.endpoint().tls()) {
+    std::vector<std::string> client{delegate_options.ca_file, delegate_options.client_cert_file,
+                                    delegate_options.client_key_file};
+    client.erase(std::remove(client.begin(), client.end(), std::string()), client.end());
+    if (!client.empty()) {
+      files.add("delegate client certificate", std::move(client),
+                [&delegate, reload_message] { return reload_message(delegate.reload_tls()); });
+    }
+  }
+  files.start();
 
   plugins.start_all();
   availability.start();
@@ -339,12 +393,13 @@ int serve(const Config& config) {
                         {"threads", threads},
                         {"delegate", config.delegate_url}});
 
-  // SIGHUP re-reads the datasource provisioning files at once (they are also re-read when they
-  // change); the process keeps serving. The read touches the disk, so it runs on `blocking`.
+  // SIGHUP re-reads the datasource provisioning files, and any changed certificate, CA or token
+  // file, at once (all are also re-read when they change); the process keeps serving. The read touches the disk, so it runs on `blocking`.
   boost::asio::signal_set reload_signal(io, SIGHUP);
   std::function<void()> await_reload = [&] {
     reload_signal.async_wait([&](const boost::system::error_code& error, int) {
       if (error) return;
+      files.check_now();
       boost::asio::post(blocking.get_executor(), [&datasources] {
         if (!datasources) return obs::info("SIGHUP: no datasource provisioning to reload");
         auto reloaded = datasources->reload();

@@ -14,6 +14,7 @@
 #include "aggregator/apimachinery/status.h"
 #include "aggregator/http/exchange.h"
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -65,6 +66,20 @@ class Authenticator {
 // header with an extra space before the token gives no token and sets `warning`.
 std::optional<std::string> bearer_token(const http::Header& header, std::string* warning);
 
+// kube's WebSocket token (reference §1): browsers cannot set Authorization on a WebSocket, so a
+// WebSocket upgrade may carry the token as the subprotocol
+// `base64url.bearer.authorization.k8s.io.<base64url token>`. Wraps the token authenticators:
+// they see the token as `Authorization: Bearer`. Not a WebSocket upgrade, or no such subprotocol:
+// no opinion. Two of them, bad encoding, a token that is not UTF-8, or no other subprotocol left to
+// answer with: kFailed.
+std::shared_ptr<const Authenticator> make_websocket_protocol_authenticator(
+    std::shared_ptr<const Authenticator> token_authenticator);
+inline constexpr std::string_view kWebSocketBearerProtocolPrefix =
+    "base64url.bearer.authorization.k8s.io.";
+// The Sec-WebSocket-Protocol values of a request with the bearer-token one taken out, in order
+// (kube removes it once authenticated; a server answers with one of the rest).
+std::vector<std::string> websocket_protocols_without_token(const http::Header& header);
+
 // --token-auth-file: kube's CSV (token,user,uid,"group1,group2"); errors name the file and line.
 // Tokens are compared in constant time (by SHA-256 digest, then CRYPTO_memcmp).
 api::Expected<std::shared_ptr<const Authenticator>> load_token_file(const std::string& path);
@@ -92,6 +107,24 @@ struct RequestHeaderOptions {
 };
 api::Expected<std::shared_ptr<const Authenticator>> make_request_header_authenticator(
     RequestHeaderOptions options);
+
+// An authenticator made from files (a CA, a token file) and made again by reload() when they
+// change, as kube reloads its CA and certificate files: requests use the last good build; a build
+// that fails leaves it in place and returns the error.
+class ReloadableAuthenticator final : public Authenticator {
+ public:
+  using Build = std::function<api::Expected<std::shared_ptr<const Authenticator>>()>;
+  static api::Expected<std::shared_ptr<ReloadableAuthenticator>> create(Build build);
+  ReloadableAuthenticator(Build build, std::shared_ptr<const Authenticator> first);
+
+  api::Outcome reload();
+  void authenticate(const Credentials& credentials,
+                    std::function<void(AuthnResult)> done) const override;
+
+ private:
+  const Build build_;
+  std::atomic<std::shared_ptr<const Authenticator>> current_;
+};
 
 // First kAuthenticated wins; then `system:authenticated` is appended (not for system:anonymous,
 // nor when system:authenticated/unauthenticated is already there). With `anonymous`, a request

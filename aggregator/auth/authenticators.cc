@@ -2,7 +2,9 @@
 // client certificates, trusted front-proxy headers, and the chain that tries them in order.
 #include "aggregator/auth/auth.h"
 
+#include "aggregator/apimachinery/base64url.h"
 #include "aggregator/auth/header_text.h"
+#include "aggregator/frames/utf8.h"
 #include "aggregator/http/wire.h"
 #include "aggregator/observability/log.h"
 
@@ -633,6 +635,130 @@ std::shared_ptr<const Authenticator> make_token_authenticator(std::vector<Static
     users.insert_or_assign(sha256(token.token), std::move(token.user));
   }
   return std::make_shared<TokenAuthenticator>(std::move(users));
+}
+
+namespace {
+
+// Every Sec-WebSocket-Protocol value of every such header, trimmed, in order (RFC 6455 §11.3.4:
+// several headers are one comma-separated list).
+std::vector<std::string_view> offered_protocols(const http::Header& header) {
+  std::vector<std::string_view> out;
+  auto [it, end] = header.equal_range(boost::beast::http::field::sec_websocket_protocol);
+  for (; it != end; ++it) {
+    std::string_view list = it->value();
+    while (true) {
+      const std::size_t comma = list.find(',');
+      std::string_view item = trim_space(list.substr(0, comma));
+      out.push_back(item);
+      if (comma == std::string_view::npos) break;
+      list.remove_prefix(comma + 1);
+    }
+  }
+  return out;
+}
+
+bool is_token_protocol(std::string_view protocol) {
+  return protocol.substr(0, kWebSocketBearerProtocolPrefix.size()) == kWebSocketBearerProtocolPrefix;
+}
+
+class WebSocketProtocolAuthenticator final : public Authenticator {
+ public:
+  explicit WebSocketProtocolAuthenticator(std::shared_ptr<const Authenticator> tokens)
+      : tokens_(std::move(tokens)) {}
+
+  void authenticate(const Credentials& credentials,
+                    std::function<void(AuthnResult)> done) const override {
+    AuthnResult result;
+    if (credentials.header == nullptr || !http::is_websocket_upgrade(*credentials.header)) {
+      return done(std::move(result));
+    }
+    std::optional<std::string> token;
+    bool other_protocol = false;
+    for (std::string_view protocol : offered_protocols(*credentials.header)) {
+      if (!is_token_protocol(protocol)) {
+        other_protocol = true;
+        continue;
+      }
+      result.kind = AuthnResult::Kind::kFailed;
+      if (token) {
+        result.error = "multiple base64.bearer.authorization tokens specified";
+        return done(std::move(result));
+      }
+      token = api::base64url_decode(protocol.substr(kWebSocketBearerProtocolPrefix.size()));
+      if (!token) {
+        result.error = "invalid base64.bearer.authorization token encoding";
+        return done(std::move(result));
+      }
+      if (!frames::is_valid_utf8(*token)) {
+        result.error = "invalid base64.bearer.authorization token: contains non UTF-8-encoded runes";
+        return done(std::move(result));
+      }
+    }
+    if (!token || token->empty()) return done(AuthnResult{});
+    if (!other_protocol) {
+      // The server must answer with a subprotocol, and never with the one holding the token.
+      result.error = "missing additional subprotocol";
+      return done(std::move(result));
+    }
+    // The token authenticators read `Authorization: Bearer`; this header lives as long as their
+    // callback, which is how long they may look at it.
+    auto header = std::make_shared<http::Header>();
+    header->set(boost::beast::http::field::authorization, "Bearer " + *token);
+    Credentials bearer{header.get(), nullptr};
+    tokens_->authenticate(bearer, [header, done = std::move(done)](AuthnResult result) {
+      if (result.kind == AuthnResult::Kind::kNoOpinion) {
+        // A token no authenticator knows is wrong, not absent (kube's errToken).
+        result.kind = AuthnResult::Kind::kFailed;
+        result.error = "invalid bearer token";
+      }
+      done(std::move(result));
+    });
+  }
+
+ private:
+  std::shared_ptr<const Authenticator> tokens_;
+};
+
+}  // namespace
+
+api::Expected<std::shared_ptr<ReloadableAuthenticator>> ReloadableAuthenticator::create(
+    Build build) {
+  auto first = build();
+  if (!first) return first.error();
+  return std::make_shared<ReloadableAuthenticator>(std::move(build), std::move(first).value());
+}
+
+ReloadableAuthenticator::ReloadableAuthenticator(Build build,
+                                                 std::shared_ptr<const Authenticator> first)
+    : build_(std::move(build)), current_(std::move(first)) {}
+
+api::Outcome ReloadableAuthenticator::reload() {
+  auto next = build_();
+  if (!next) return next.error();
+  current_.store(std::move(next).value());
+  return api::Ok{};
+}
+
+void ReloadableAuthenticator::authenticate(const Credentials& credentials,
+                                           std::function<void(AuthnResult)> done) const {
+  // The build in use stays alive until its answer, even if a reload replaces it meanwhile.
+  std::shared_ptr<const Authenticator> current = current_.load();
+  current->authenticate(credentials, [current, done = std::move(done)](AuthnResult result) {
+    done(std::move(result));
+  });
+}
+
+std::shared_ptr<const Authenticator> make_websocket_protocol_authenticator(
+    std::shared_ptr<const Authenticator> token_authenticator) {
+  return std::make_shared<WebSocketProtocolAuthenticator>(std::move(token_authenticator));
+}
+
+std::vector<std::string> websocket_protocols_without_token(const http::Header& header) {
+  std::vector<std::string> out;
+  for (std::string_view protocol : offered_protocols(header)) {
+    if (!protocol.empty() && !is_token_protocol(protocol)) out.emplace_back(protocol);
+  }
+  return out;
 }
 
 api::Expected<std::shared_ptr<const Authenticator>> make_x509_authenticator(

@@ -187,7 +187,7 @@ void StreamHandler::handle(std::shared_ptr<http::Exchange> exchange, RouteMatch 
     exchange->respond_error(api::ApiError::unavailable("the server is shutting down", 1));
     return;
   }
-  if (method == bh::verb::get && is_websocket_upgrade(exchange->header())) {
+  if (method == bh::verb::get && http::is_websocket_upgrade(exchange->header())) {
     auto head = websocket_handshake_response(exchange->header());
     if (!head.ok()) {
       exchange->respond_error(head.error());
@@ -246,7 +246,7 @@ void StreamHandler::subscribe(std::shared_ptr<http::Exchange> exchange, RouteMat
   // Channels are per org: the same uid in two orgs is two datasources.
   const std::string org = std::to_string(plugin::org_id_from_namespace(spec->namespace_name));
   ChannelKey key{org + "/" + spec->datasource_uid, spec->path, spec->data};
-  const bool websocket = is_websocket_upgrade(exchange->header());
+  const bool websocket = http::is_websocket_upgrade(exchange->header());
   auto hub = hub_;
   auto ws_options = options_.websocket;
   const std::string plugin_id = target.client->plugin_id();

@@ -3,6 +3,9 @@
 // connection without waiting for the peer (§7.1.7 "Fail the WebSocket Connection").
 #include "aggregator/dataplane/websocket.h"
 
+#include "aggregator/auth/auth.h"
+#include "aggregator/http/wire.h"
+
 #include <boost/asio/post.hpp>
 #include <boost/beast/core/string.hpp>
 
@@ -41,20 +44,6 @@ std::optional<std::size_t> base64_decoded_size(std::string_view text) {
   return static_cast<std::size_t>(n) - padding;
 }
 
-// True when a comma-separated header value holds `token` (case-insensitive).
-bool header_has_token(std::string_view value, std::string_view token) {
-  while (!value.empty()) {
-    const auto comma = value.find(',');
-    std::string_view part = value.substr(0, comma);
-    while (!part.empty() && (part.front() == ' ' || part.front() == '\t')) part.remove_prefix(1);
-    while (!part.empty() && (part.back() == ' ' || part.back() == '\t')) part.remove_suffix(1);
-    if (boost::beast::iequals(part, token)) return true;
-    if (comma == std::string_view::npos) break;
-    value.remove_prefix(comma + 1);
-  }
-  return false;
-}
-
 bool is_known_opcode(std::uint8_t op) {
   return op == 0x0 || op == 0x1 || op == 0x2 || op == 0x8 || op == 0x9 || op == 0xA;
 }
@@ -74,16 +63,6 @@ std::string websocket_accept_key(std::string_view client_key) {
   unsigned char digest[SHA_DIGEST_LENGTH];
   SHA1(reinterpret_cast<const unsigned char*>(input.data()), input.size(), digest);
   return base64(digest, sizeof digest);
-}
-
-bool is_websocket_upgrade(const http::Header& header) {
-  namespace bh = boost::beast::http;
-  if (header.method() != bh::verb::get) return false;
-  const auto connection = header.find(bh::field::connection);
-  const auto upgrade = header.find(bh::field::upgrade);
-  if (connection == header.end() || upgrade == header.end()) return false;
-  return header_has_token(connection->value(), "upgrade") &&
-         header_has_token(upgrade->value(), "websocket");
 }
 
 api::Expected<http::ResponseHead> websocket_handshake_response(const http::Header& header) {
@@ -107,6 +86,12 @@ api::Expected<http::ResponseHead> websocket_handshake_response(const http::Heade
   head.headers = {{"Upgrade", "websocket"},
                   {"Connection", "Upgrade"},
                   {"Sec-WebSocket-Accept", websocket_accept_key(key_value)}};
+  // A client that offers subprotocols fails the handshake unless one is chosen (browsers do).
+  // Streams have no protocol of their own, so the first offered is taken, never the one that
+  // carried the bearer token (kube's rule: a client sending the token offers another with it).
+  if (auto offered = auth::websocket_protocols_without_token(header); !offered.empty()) {
+    head.headers.emplace_back("Sec-WebSocket-Protocol", offered.front());
+  }
   return head;
 }
 

@@ -27,9 +27,6 @@ namespace dpa::dataplane {
 // RFC 6455 §4.2.2: base64(SHA-1(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")).
 std::string websocket_accept_key(std::string_view client_key);
 
-// True when the request asks for a WebSocket (GET, Connection: upgrade, Upgrade: websocket).
-bool is_websocket_upgrade(const http::Header& header);
-
 // Checks the rest of the opening handshake (RFC 6455 §4.2.1: version 13, a 16-byte base64 key);
 // returns the head of the 101 response, or a 400 error (with Sec-WebSocket-Version: 13 advice).
 api::Expected<http::ResponseHead> websocket_handshake_response(const http::Header& header);

@@ -115,6 +115,11 @@ class Forward : public std::enable_shared_from_this<Forward> {
           continue;
         case bhttp::field::expect:
           continue;  // 100-continue is answered by our own session
+        case bhttp::field::sec_websocket_protocol:
+          // In front-proxy mode the bearer token offered as a subprotocol goes the way of
+          // Authorization; the other subprotocols are written below.
+          if (front_proxy_) continue;
+          break;
         case bhttp::field::transfer_encoding:
           if (http::header_list_contains(value, "chunked")) chunked_ = true;
           continue;
@@ -137,7 +142,15 @@ class Forward : public std::enable_shared_from_this<Forward> {
       if (front_proxy_ && auth::is_client_credential_header(name)) continue;
       http::append_header(head, name, value);
     }
-    if (front_proxy_ && user_) auth::append_identity_headers(head, *user_);
+    if (front_proxy_) {
+      if (user_) auth::append_identity_headers(head, *user_);
+      std::string protocols;
+      for (const auto& protocol : auth::websocket_protocols_without_token(req)) {
+        if (!protocols.empty()) protocols += ", ";
+        protocols += protocol;
+      }
+      if (!protocols.empty()) http::append_header(head, "Sec-WebSocket-Protocol", protocols);
+    }
     http::append_header(head, "Host", endpoint_.host_header());
     std::string remote = ex_->remote_address();
     head.append("X-Forwarded-For: ");
@@ -291,6 +304,11 @@ DelegateProxy::DelegateProxy(net::io_context& io, DelegateOptions options)
 DelegateProxy::~DelegateProxy() = default;
 
 bool DelegateProxy::configured() const { return !options_.url.empty(); }
+
+api::Outcome DelegateProxy::reload_tls() {
+  if (!client_ || !endpoint_.tls()) return api::Ok{};
+  return client_->reload_tls();
+}
 
 std::size_t DelegateProxy::idle_connections() const {
   return client_ ? client_->idle_connections() : 0;

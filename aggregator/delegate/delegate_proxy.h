@@ -42,6 +42,8 @@ class DelegateProxy {
   // Configuration errors (bad URL, unreadable CA/cert): the process refuses to start on them.
   // While an error stands, forward() answers 503 with it.
   const api::Outcome& status() const { return status_; }
+  // Reads the CA and client (proxy) certificate files again; new connections use them.
+  api::Outcome reload_tls();
 
   // Proxies the request (404 Status when no delegate is configured) on behalf of `user`.
   void forward(std::shared_ptr<http::Exchange> exchange,

@@ -27,6 +27,7 @@
 #include <openssl/x509v3.h>
 #include <sys/socket.h>
 
+#include <atomic>
 #include <limits>
 #include <mutex>
 #include <unordered_map>
@@ -53,6 +54,7 @@ constexpr int kMaxInterimResponses = 16;
 // One upstream connection; owned by a call while in use, by the pool while idle.
 struct Connection {
   std::unique_ptr<tcp::socket> plain;
+  std::shared_ptr<ssl::context> tls_context;  // what `tls` was made with; outlives it
   std::unique_ptr<ssl::stream<tcp::socket>> tls;
   beast::flat_buffer buffer;
   std::chrono::steady_clock::time_point idle_since;
@@ -161,17 +163,26 @@ struct HttpClient::Impl {
 
   // Loading a CA store takes a while (the system bundle: ~100 ms), so plain-HTTP-only clients
   // never do it and TLS clients do it once, on first use.
-  ssl::context* tls_context() {
+  std::shared_ptr<ssl::context> tls_context() {
     std::call_once(tls_once, [this] {
       auto ctx = make_client_tls_context(options.ca_file, options.client_cert_file,
                                          options.client_key_file);
       if (ctx) {
-        tls = std::move(ctx.value());
+        tls.store(std::move(ctx.value()));
       } else {
         tls_status = std::move(ctx).error();
       }
     });
-    return tls.get();
+    return tls.load();
+  }
+
+  api::Outcome reload_tls() {
+    if (!tls_context()) return tls_status;
+    auto ctx = make_client_tls_context(options.ca_file, options.client_cert_file,
+                                       options.client_key_file);
+    if (!ctx) return ctx.error();
+    tls.store(std::move(ctx.value()));
+    return api::Ok{};
   }
 
   std::unique_ptr<Connection> acquire(const std::string& key) {
@@ -221,7 +232,7 @@ struct HttpClient::Impl {
 
   ClientOptions options;
   std::once_flag tls_once;
-  std::shared_ptr<ssl::context> tls;
+  std::atomic<std::shared_ptr<ssl::context>> tls;  // replaced whole by reload_tls()
   api::Outcome tls_status = api::Ok{};
   mutable std::mutex mu;
   std::unordered_map<std::string, std::vector<std::unique_ptr<Connection>>> idle;
@@ -334,7 +345,8 @@ class Call final : public ClientCall, public std::enable_shared_from_this<Call> 
     reused_ = false;
     conn_ = std::make_unique<Connection>();
     if (endpoint_.tls()) {
-      conn_->tls = std::make_unique<ssl::stream<tcp::socket>>(executor_, *client_->tls);
+      conn_->tls_context = client_->tls.load();
+      conn_->tls = std::make_unique<ssl::stream<tcp::socket>>(executor_, *conn_->tls_context);
     } else {
       conn_->plain = std::make_unique<tcp::socket>(executor_);
     }
@@ -868,6 +880,8 @@ HttpClient::HttpClient(ClientOptions options)
     : impl_(std::make_shared<Impl>(std::move(options))) {}
 
 HttpClient::~HttpClient() { impl_->owner_destroyed(); }
+
+api::Outcome HttpClient::reload_tls() { return impl_->reload_tls(); }
 
 const api::Outcome& HttpClient::tls_status() const {
   impl_->tls_context();

@@ -96,6 +96,9 @@ class HttpClient {
   // Whether the TLS configuration (CA file, client cert) loads (loaded once, on first use); TLS
   // calls fail with this error otherwise.
   const api::Outcome& tls_status() const;
+  // Reads the CA and client certificate files again (they changed on disk): connections made from
+  // now on use them; pooled ones keep theirs. On error nothing changes.
+  api::Outcome reload_tls();
 
   // Starts the request at once; the returned call runs on `executor` (must be a strand or an
   // executor whose handlers never run concurrently).

@@ -27,6 +27,9 @@ namespace dpa::http {
 
 using Header = boost::beast::http::request_header<boost::beast::http::fields>;
 
+// True when the request asks for a WebSocket (GET, Connection: upgrade, Upgrade: websocket).
+bool is_websocket_upgrade(const Header& header);
+
 // A TLS client's certificates as it presented them. The handshake does not judge them: each
 // authenticator verifies the chain against its own CA (--client-ca-file,
 // --requestheader-client-ca-file), as kube-apiserver does.

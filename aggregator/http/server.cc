@@ -118,6 +118,16 @@ api::Outcome Server::start() {
   return api::Ok{};
 }
 
+api::Outcome Server::reload_tls() {
+  const auto& o = state_->options;
+  if (o.secure_port < 0) return api::Ok{};
+  auto ctx = make_server_tls_context(o.tls_cert_file, o.tls_key_file, o.client_ca_files);
+  if (!ctx) return ctx.error();
+  std::lock_guard<std::mutex> lock(state_->mu);
+  state_->tls = std::move(ctx.value());
+  return api::Ok{};
+}
+
 int Server::port() const { return state_->port; }
 int Server::secure_port() const { return state_->secure_port; }
 std::size_t Server::open_connections() const { return state_->connections.load(); }

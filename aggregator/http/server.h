@@ -70,6 +70,11 @@ class Server {
   int port() const;         // actual bound ports (after start), -1 when off
   int secure_port() const;
 
+  // Reads the certificate, key and client CA files again (they changed on disk): connections
+  // accepted from now on use them, open ones keep what they started with. On error nothing
+  // changes. No-op without a secure port.
+  api::Outcome reload_tls();
+
   // Stops accepting, lets in-flight requests finish, ends streams cleanly (on_close callbacks
   // fire, terminating chunk written), closes idle keep-alive connections, then calls done() (on
   // an io_context thread). Connections still open after `grace` are closed forcibly.

@@ -348,6 +348,9 @@ class Session final : public SessionControl, public std::enable_shared_from_this
     if (registered_) state_->remove_session(registration_, counted_);
   }
 
+  // Something the stream refers to and must outlive it (the TLS context it was made with).
+  void keep_alive(std::shared_ptr<void> dependency) { dependency_ = std::move(dependency); }
+
   void run() {
     registration_ = state_->add_session(this->weak_from_this());
     registered_ = true;
@@ -1080,6 +1083,7 @@ class Session final : public SessionControl, public std::enable_shared_from_this
   enum class Phase { kHeader, kBody, kHandling, kDrain };
 
   std::shared_ptr<ServerState> state_;
+  std::shared_ptr<void> dependency_;  // declared before stream_: destroyed after it
   Stream stream_;
   bool counted_;
   ServerState::Registry::iterator registration_;
@@ -1282,9 +1286,14 @@ void start_plain_session(std::shared_ptr<ServerState> state, tcp::socket socket,
 }
 
 void start_tls_session(std::shared_ptr<ServerState> state, tcp::socket socket, bool counted) {
-  auto& ctx = *state->tls;
+  std::shared_ptr<net::ssl::context> ctx;
+  {
+    std::lock_guard<std::mutex> lock(state->mu);
+    ctx = state->tls;
+  }
   auto session = std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(
-      std::move(state), counted, std::move(socket), ctx);
+      std::move(state), counted, std::move(socket), *ctx);
+  session->keep_alive(std::move(ctx));
   session->run();
 }
 

@@ -37,6 +37,8 @@ struct ServerState {
   const ServerOptions options;
   const Handler handler;
   std::function<void(const RequestRecord&)> observer;  // set before start()
+  // The TLS context new connections use; replaced whole by Server::reload_tls (guarded by mu).
+  // Each TLS session keeps the one it started with.
   std::shared_ptr<boost::asio::ssl::context> tls;
   std::chrono::milliseconds header_timeout;
   std::chrono::milliseconds idle_timeout;

@@ -1,5 +1,7 @@
 #include "aggregator/http/wire.h"
 
+#include "aggregator/http/exchange.h"
+
 #include <boost/beast/http/status.hpp>
 
 #include <ctime>
@@ -50,6 +52,16 @@ bool header_list_contains(std::string_view list, std::string_view token) {
     pos = comma + 1;
   }
   return false;
+}
+
+bool is_websocket_upgrade(const Header& header) {
+  namespace bh = boost::beast::http;
+  if (header.method() != bh::verb::get) return false;
+  const auto connection = header.find(bh::field::connection);
+  const auto upgrade = header.find(bh::field::upgrade);
+  if (connection == header.end() || upgrade == header.end()) return false;
+  return header_list_contains(connection->value(), "upgrade") &&
+         header_list_contains(upgrade->value(), "websocket");
 }
 
 std::string percent_decode(std::string_view text, bool plus_is_space) {

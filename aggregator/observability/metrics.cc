@@ -89,6 +89,13 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                        .Name("dataplane_aggregator_audit_events_total")
                        .Help("Audit events, by result: written, or dropped (queue full, disk error).")
                        .Register(*registry_);
+  slow_subscribers_dropped_ =
+      &prometheus::BuildCounter()
+           .Name("dataplane_aggregator_stream_slow_subscribers_dropped_total")
+           .Help("Stream subscribers disconnected because they read slower than their stream "
+                 "produced (more than the pending limit queued).")
+           .Register(*registry_)
+           .Add({});
 }
 
 void Metrics::observe_request(const std::string& verb, const std::string& resource, int code,
@@ -130,6 +137,12 @@ void Metrics::set_audit_events(std::uint64_t written, std::uint64_t dropped) {
     const double value = static_cast<double>(total);
     if (value > counter.Value()) counter.Increment(value - counter.Value());
   }
+}
+
+void Metrics::set_slow_subscribers_dropped(std::uint64_t total) {
+  const double value = static_cast<double>(total);
+  auto& counter = *slow_subscribers_dropped_;
+  if (value > counter.Value()) counter.Increment(value - counter.Value());
 }
 
 void Metrics::on_scrape(std::function<void()> refresh) {

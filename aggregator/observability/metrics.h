@@ -39,6 +39,8 @@ class Metrics {
   void set_service_available(const std::string& name, bool available);
   // Totals of the audit log: events written, events dropped (queue full, write errors).
   void set_audit_events(std::uint64_t written, std::uint64_t dropped);
+  // Total of stream subscribers dropped for reading slower than their plugin stream produced.
+  void set_slow_subscribers_dropped(std::uint64_t total);
 
   // Callbacks run just before each scrape, to refresh gauges from their owners.
   void on_scrape(std::function<void()> refresh);
@@ -63,6 +65,7 @@ class Metrics {
   prometheus::Gauge* build_info_;
   prometheus::Counter* panics_;
   prometheus::Family<prometheus::Counter>* audit_events_;
+  prometheus::Counter* slow_subscribers_dropped_;
   std::mutex refresh_mutex_;
   std::vector<std::function<void()>> refreshers_;
 };

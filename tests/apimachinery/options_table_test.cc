@@ -1,3 +1,4 @@
+#include "aggregator/apimachinery/base64url.h"
 #include "aggregator/apimachinery/negotiation.h"
 #include "aggregator/apimachinery/object_meta.h"
 #include "aggregator/apimachinery/request_options.h"
@@ -54,6 +55,20 @@ TEST(ContinueToken, RoundTripAndGarbage) {
     auto r = decode_continue(bad);
     ASSERT_FALSE(r.ok()) << bad;
     EXPECT_EQ(r.error().code, 400);
+  }
+}
+
+TEST(Base64Url, RawUrlAlphabetWithoutPadding) {
+  // RFC 4648 §10 vectors, padding dropped.
+  const std::pair<const char*, const char*> vectors[] = {
+      {"", ""}, {"f", "Zg"}, {"fo", "Zm8"}, {"foo", "Zm9v"}, {"foob", "Zm9vYg"},
+      {"fooba", "Zm9vYmE"}, {"foobar", "Zm9vYmFy"}, {"\xfb\xff", "-_8"}};
+  for (const auto& [plain, encoded] : vectors) {
+    EXPECT_EQ(base64url_encode(plain), encoded);
+    EXPECT_EQ(base64url_decode(encoded), std::optional<std::string>(plain));
+  }
+  for (const char* bad : {"Zg==", "Zm9v+", "Zm9v/", "Z", "Zm9vY", "a b", "Zm9v!"}) {
+    EXPECT_EQ(base64url_decode(bad), std::nullopt) << bad;
   }
 }
 

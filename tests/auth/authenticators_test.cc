@@ -1,6 +1,7 @@
 // Authentication as a client meets it (reference §0-§2): bearer parsing, the token file, client
 // certificates made here with OpenSSL, front-proxy headers, and the chain's rules.
 #include "aggregator/auth/auth.h"
+#include "aggregator/apimachinery/base64url.h"
 #include "tests/auth/auth_test_util.h"
 
 #include <gtest/gtest.h>
@@ -566,6 +567,91 @@ TEST(AuthenticatorChainTest, LaterFailureStillBlocksAnonymous) {
   ASSERT_TRUE(result);
   EXPECT_EQ(result->kind, Kind::kFailed);
   EXPECT_EQ(result->error, "webhook: token rejected");
+}
+
+// --- the WebSocket bearer-token subprotocol --------------------------------------------------------
+
+http::Header websocket(std::vector<std::string> protocols) {
+  std::vector<std::pair<std::string, std::string>> fields{
+      {"Connection", "Upgrade"}, {"Upgrade", "websocket"}};
+  for (auto& p : protocols) fields.emplace_back("Sec-WebSocket-Protocol", std::move(p));
+  http::Header h = header(std::move(fields));
+  h.method(boost::beast::http::verb::get);
+  return h;
+}
+
+std::string token_protocol(std::string_view token) {
+  return std::string(kWebSocketBearerProtocolPrefix) + api::base64url_encode(token);
+}
+
+TEST(WebSocketProtocolTest, TokenInASubprotocolAuthenticates) {
+  auto ws = make_websocket_protocol_authenticator(
+      make_token_authenticator({{"s3cr3t/+token", testing::user("alice")}}));
+  // One header or several, the token anywhere among them.
+  http::Header one = websocket({"v1.dpa, " + token_protocol("s3cr3t/+token")});
+  EXPECT_EQ(authenticate(*ws, &one).user.name, "alice");
+  http::Header two = websocket({token_protocol("s3cr3t/+token"), "v1.dpa"});
+  EXPECT_EQ(authenticate(*ws, &two).user.name, "alice");
+  // The server answers with one of the others, never the token.
+  EXPECT_EQ(websocket_protocols_without_token(two), (Groups{"v1.dpa"}));
+  EXPECT_EQ(websocket_protocols_without_token(one), (Groups{"v1.dpa"}));
+}
+
+TEST(WebSocketProtocolTest, NotAWebSocketOrNoTokenHasNoOpinion) {
+  auto ws = make_websocket_protocol_authenticator(
+      make_token_authenticator({{"secret", testing::user("alice")}}));
+  http::Header plain = header({{"Sec-WebSocket-Protocol", token_protocol("secret") + ", v1"}});
+  plain.method(boost::beast::http::verb::get);
+  EXPECT_EQ(authenticate(*ws, &plain).kind, Kind::kNoOpinion);  // no Upgrade: websocket
+  http::Header no_token = websocket({"v1.dpa"});
+  EXPECT_EQ(authenticate(*ws, &no_token).kind, Kind::kNoOpinion);
+  http::Header empty_token = websocket({std::string(kWebSocketBearerProtocolPrefix), "v1"});
+  EXPECT_EQ(authenticate(*ws, &empty_token).kind, Kind::kNoOpinion);
+}
+
+TEST(WebSocketProtocolTest, BadTokensFailWithKubesErrors) {
+  auto ws = make_websocket_protocol_authenticator(
+      make_token_authenticator({{"secret", testing::user("alice")}}));
+  auto failure = [&](std::vector<std::string> protocols) {
+    http::Header h = websocket(std::move(protocols));
+    AuthnResult r = authenticate(*ws, &h);
+    EXPECT_EQ(r.kind, Kind::kFailed);
+    return r.error;
+  };
+  EXPECT_EQ(failure({token_protocol("wrong"), "v1"}), "invalid bearer token");
+  EXPECT_EQ(failure({token_protocol("secret"), token_protocol("secret"), "v1"}),
+            "multiple base64.bearer.authorization tokens specified");
+  EXPECT_EQ(failure({std::string(kWebSocketBearerProtocolPrefix) + "c2VjcmV0=", "v1"}),
+            "invalid base64.bearer.authorization token encoding");  // padding is not raw base64url
+  EXPECT_EQ(failure({std::string(kWebSocketBearerProtocolPrefix) + "a+b/", "v1"}),
+            "invalid base64.bearer.authorization token encoding");
+  EXPECT_EQ(failure({token_protocol("\xff\xfe"), "v1"}),
+            "invalid base64.bearer.authorization token: contains non UTF-8-encoded runes");
+  EXPECT_EQ(failure({token_protocol("secret")}), "missing additional subprotocol");
+}
+
+// --- reloading from files ------------------------------------------------------------------------
+
+TEST(ReloadableAuthenticatorTest, ReloadSwapsAndAFailedReloadKeepsTheLastGoodOne) {
+  TempDir dir;
+  const std::string file = dir.write("tokens.csv", "first,alice,1\n");
+  auto made = ReloadableAuthenticator::create([file] { return load_token_file(file); });
+  ASSERT_TRUE(made);
+  auto& tokens = **made;
+  EXPECT_EQ(with_token(tokens, "first").user.name, "alice");
+
+  dir.write("tokens.csv", "second,bob,2\n");
+  ASSERT_TRUE(tokens.reload().ok());
+  EXPECT_EQ(with_token(tokens, "second").user.name, "bob");
+  EXPECT_EQ(with_token(tokens, "first").kind, Kind::kFailed);
+
+  dir.write("tokens.csv", "broken\n");  // too few columns
+  EXPECT_FALSE(tokens.reload().ok());
+  EXPECT_EQ(with_token(tokens, "second").user.name, "bob");
+
+  EXPECT_FALSE(ReloadableAuthenticator::create([&dir] {
+    return load_token_file(dir.path("missing.csv"));
+  }));
 }
 
 TEST(UnauthorizedTest, IsKubesStatus) {

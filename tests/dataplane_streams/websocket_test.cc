@@ -45,7 +45,7 @@ TEST(WebSocketHandshake, AcceptKeyOfRfc6455Example) {
 
 TEST(WebSocketHandshake, DetectsUpgradeAndBuilds101) {
   auto h = upgrade_request();
-  EXPECT_TRUE(is_websocket_upgrade(h));
+  EXPECT_TRUE(http::is_websocket_upgrade(h));
   auto head = websocket_handshake_response(h);
   ASSERT_TRUE(head.ok());
   EXPECT_EQ(head->status, 101);
@@ -60,10 +60,10 @@ TEST(WebSocketHandshake, DetectsUpgradeAndBuilds101) {
 
   auto plain = upgrade_request();
   plain.erase(boost::beast::http::field::upgrade);
-  EXPECT_FALSE(is_websocket_upgrade(plain));
+  EXPECT_FALSE(http::is_websocket_upgrade(plain));
   auto post = upgrade_request();
   post.method(boost::beast::http::verb::post);
-  EXPECT_FALSE(is_websocket_upgrade(post));
+  EXPECT_FALSE(http::is_websocket_upgrade(post));
 }
 
 TEST(WebSocketHandshake, RejectsBadVersionAndKey) {

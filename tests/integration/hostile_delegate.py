@@ -7,6 +7,7 @@ path picks one behaviour from BEHAVIOURS, and every request seen is recorded.
 """
 
 import socket
+import ssl
 import threading
 import time
 
@@ -36,17 +37,28 @@ BEHAVIOURS = {
     "/garbage": b"HTTP/1.1 100 Continue\r\n\r\n\x00\x01garbage\r\n\r\n",
     "/bad-chunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
     "/ok": response(200, b"fine"),
+    "/close": response(200, b"closed", [(b"Connection", b"close")]),
 }
 
 
 class HostileDelegate:
-    def __init__(self):
+    """`tls`: (cert, key, client_ca) to serve HTTPS and require a client certificate from
+    client_ca, as a front-proxy delegate does; the CN each path was asked with is in `peer_cn`."""
+
+    def __init__(self, tls=None):
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(128)
         self.seen = []  # (path, method) of every request, in arrival order
         self.headers = {}  # path -> the last request's headers (names lower-cased)
+        self.peer_cn = {}  # path -> the client certificate's CN of the last request (TLS only)
+        self.tls = None
+        if tls:
+            self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.tls.load_cert_chain(tls[0], tls[1])
+            self.tls.load_verify_locations(tls[2])
+            self.tls.verify_mode = ssl.CERT_REQUIRED
         self.lock = threading.Lock()
         self.injected = threading.Event()  # set once /desync-idle's extra response is written
         self.apis_doc = None  # (content_type, body) served for /apis when set
@@ -55,7 +67,8 @@ class HostileDelegate:
 
     @property
     def url(self):
-        return "http://127.0.0.1:%d" % self.listener.getsockname()[1]
+        scheme = "https" if self.tls else "http"
+        return "%s://127.0.0.1:%d" % (scheme, self.listener.getsockname()[1])
 
     def requests_for(self, path):
         with self.lock:
@@ -103,7 +116,12 @@ class HostileDelegate:
 
     def _serve(self, conn):
         buffered = b""
+        cn = None
         try:
+            if self.tls:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+                subject = dict(item[0] for item in conn.getpeercert()["subject"])
+                cn = subject.get("commonName")
             while True:
                 request, buffered = self._read_request(conn, buffered)
                 if request is None:
@@ -112,9 +130,10 @@ class HostileDelegate:
                 with self.lock:
                     self.seen.append((path, method))
                     self.headers[path] = headers
+                    self.peer_cn[path] = cn
                 if not self._answer(conn, method, path):
                     return
-        except OSError:
+        except (OSError, ssl.SSLError):
             pass
         finally:
             conn.close()
@@ -127,7 +146,7 @@ class HostileDelegate:
             return True
         if path in BEHAVIOURS:
             conn.sendall(BEHAVIOURS[path])
-            return path not in ("/unsolicited-101", "/garbage", "/bad-chunk")
+            return path not in ("/unsolicited-101", "/garbage", "/bad-chunk", "/close")
         if path == "/desync-now":
             # A complete response followed at once by one nobody asked for.
             conn.sendall(response(200, b"first") + response(200, b"INJECTED"))

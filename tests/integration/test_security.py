@@ -2,8 +2,11 @@
 curl, the Python kubernetes client, real certificates made by openssl and a delegate that records
 what reaches it."""
 
+import base64
 import json
 import os
+import shutil
+import socket
 import ssl
 import stat
 import subprocess
@@ -15,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from delegate_server import DelegateServer, _Handler
 from harness import Aggregator, example, wait_for
+from hostile_delegate import HostileDelegate
 
 BASE = "/apis/aggregation.grafana.app/v0alpha1/dataplaneservices"
 TESTDATA = "/apis/testdata.datasource.grafana.app/v0alpha1/namespaces/default/datasources/testdata"
@@ -119,6 +123,30 @@ class SecureByDefaultTest(unittest.TestCase):
         self.assertEqual(status, 200, body)
         self.assertEqual(json.loads(body)["user"]["login"], "admin")
         self.assertEqual(json.loads(body)["user"]["role"], "")
+
+
+    def test_websocket_token_subprotocol(self):
+        """Browsers cannot set Authorization on a WebSocket: kube's bearer-token subprotocol
+        authenticates the stream instead, and the server answers with the other subprotocol."""
+        import websocket  # python3-websocket
+        self.agg.kubectl("apply", "-f", example("datasource.yml"))
+        wait_for(lambda: self.agg.request("GET", TESTDATA + "/health")[0] == 200, 60)
+        token_protocol = "base64url.bearer.authorization.k8s.io." + base64.urlsafe_b64encode(
+            self.agg.token.encode()).decode().rstrip("=")
+        host, port = self.agg.host_port
+        url = "ws://%s:%d%s/stream/counter" % (host, port, TESTDATA)
+        ws = websocket.create_connection(url, timeout=20, subprotocols=[token_protocol, "v1.dpa"])
+        try:
+            self.assertEqual(ws.getsubprotocol(), "v1.dpa")
+            self.assertIn("schema", json.loads(ws.recv()))
+        finally:
+            ws.close()
+        wrong = "base64url.bearer.authorization.k8s.io." + base64.urlsafe_b64encode(
+            b"not-the-token").decode().rstrip("=")
+        for protocols in ([wrong, "v1.dpa"], [token_protocol]):
+            with self.assertRaises(websocket.WebSocketBadStatusException) as raised:
+                websocket.create_connection(url, timeout=20, subprotocols=protocols)
+            self.assertEqual(raised.exception.status_code, 401)
 
 
 class TokenFileAndAbacTest(unittest.TestCase):
@@ -486,6 +514,165 @@ class FrontProxyAndClientCertTest(unittest.TestCase):
         r = subprocess.run(["curl", "-sk", "--cert", self.carol[0], "--key", self.carol[1],
                             "-o", "/dev/null", "-w", "%{http_code}", url], capture_output=True, text=True)
         self.assertEqual(r.stdout, "200")
+
+
+class CredentialFilesTest(unittest.TestCase):
+    """Certificates, CA bundles and the token file are read again when they change, with no
+    restart (DESIGN §6, as kube-apiserver does), and a broken replacement keeps the last good one.
+    Also front-proxy mode for Upgrade requests, with the token in Authorization or a WebSocket
+    subprotocol."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.front = Pki("front-proxy-ca")
+        cls.delegate = HostileDelegate(tls=(*cls.front.issue("delegate", "/CN=delegate", server=True),
+                                            cls.front.path("front-proxy-ca.crt"))).__enter__()
+        cls.proxy_1 = cls.front.issue("proxy-1", "/CN=front-proxy-client")
+        cls.proxy_2 = cls.front.issue("proxy-2", "/CN=front-proxy-client-2")
+        cls.serving = Pki("serving-ca")
+        cls.server_1 = cls.serving.issue("server-1", "/CN=server-1", server=True)
+        cls.server_2 = cls.serving.issue("server-2", "/CN=server-2", server=True)
+        cls.clients_1 = Pki("client-ca-1")
+        cls.clients_2 = Pki("client-ca-2")
+        cls.frank = cls.clients_2.issue("frank", "/CN=frank/O=system:masters")
+        # The files the aggregator is pointed at: copies, replaced by the tests.
+        cls.dir = tempfile.mkdtemp(prefix="dpa-reload-")
+        cls.files = {name: os.path.join(cls.dir, name) for name in
+                     ("tls.crt", "tls.key", "client-ca.crt", "tokens.csv", "proxy.crt", "proxy.key")}
+        cls.replace("tls.crt", cls.server_1[0])
+        cls.replace("tls.key", cls.server_1[1])
+        cls.replace("client-ca.crt", cls.clients_1.path("client-ca-1.crt"))
+        cls.replace("proxy.crt", cls.proxy_1[0])
+        cls.replace("proxy.key", cls.proxy_1[1])
+        cls.write_tokens('token-dave-0123456789,dave,7,"devs"\n')
+        cls.agg = Aggregator(
+            delegate_url=cls.delegate.url,
+            args=["--tls-cert-file", cls.files["tls.crt"], "--tls-private-key-file", cls.files["tls.key"],
+                  "--client-ca-file", cls.files["client-ca.crt"], "--token-auth-file", cls.files["tokens.csv"],
+                  "--delegate-ca-file", cls.front.path("front-proxy-ca.crt"),
+                  "--proxy-client-cert-file", cls.files["proxy.crt"],
+                  "--proxy-client-key-file", cls.files["proxy.key"]]).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.agg.stop()
+        cls.delegate.__exit__()
+
+    @classmethod
+    def replace(cls, name, source):
+        """Replaces a file the way tools do: a new file renamed over the old one."""
+        shutil.copyfile(source, cls.files[name] + ".new")
+        os.replace(cls.files[name] + ".new", cls.files[name])
+
+    @classmethod
+    def write_tokens(cls, text):
+        with open(cls.files["tokens.csv"] + ".new", "w") as f:
+            f.write(text)
+        os.replace(cls.files["tokens.csv"] + ".new", cls.files["tokens.csv"])
+
+    def as_token(self, token, path=BASE):
+        return self.agg.request("GET", path, headers={"Authorization": "Bearer " + token},
+                                authorization=False)[0]
+
+    def served_cn(self):
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        with socket.create_connection(("127.0.0.1", self.agg.secure_port), timeout=10) as raw:
+            with ctx.wrap_socket(raw) as tls:
+                der = tls.getpeercert(binary_form=True)
+        out = subprocess.run(["openssl", "x509", "-inform", "DER", "-noout", "-subject"], input=der,
+                             capture_output=True, check=True).stdout.decode()
+        return out.strip().split("CN = ")[-1]
+
+    def log_has(self, text, after):
+        with open(self.agg.log_path) as f:
+            return text in f.read()[after:]
+
+    def log_size(self):
+        return os.path.getsize(self.agg.log_path)
+
+    def test_token_file(self):
+        self.assertEqual(self.as_token("token-dave-0123456789"), 200)
+        self.assertEqual(self.as_token("token-erin-0123456789"), 401)
+        self.write_tokens('token-erin-0123456789,erin,8,"devs"\n')
+        self.assertEqual(wait_for(lambda: self.as_token("token-erin-0123456789") == 200, 20), True)
+        self.assertEqual(self.as_token("token-dave-0123456789"), 401)
+        # A broken file is refused and the last good one stays in force.
+        mark = self.log_size()
+        self.write_tokens("only-one-column\n")
+        self.assertTrue(wait_for(lambda: self.log_has("not reloaded", mark), 20), self.agg.log())
+        self.assertEqual(self.as_token("token-erin-0123456789"), 200)
+        self.write_tokens('token-dave-0123456789,dave,7,"devs"\n')
+        self.assertEqual(wait_for(lambda: self.as_token("token-dave-0123456789") == 200, 20), True)
+
+    def test_client_ca_file(self):
+        url = "https://127.0.0.1:%d%s" % (self.agg.secure_port, BASE)
+
+        def with_frank():
+            return subprocess.run(["curl", "-sk", "--cert", self.frank[0], "--key", self.frank[1], "-o",
+                                   "/dev/null", "-w", "%{http_code}", url],
+                                  capture_output=True, text=True).stdout
+
+        self.assertEqual(with_frank(), "401")
+        self.replace("client-ca.crt", self.clients_2.path("client-ca-2.crt"))
+        self.assertEqual(wait_for(lambda: with_frank() == "200", 20), True)
+
+    def test_serving_certificate(self):
+        self.assertEqual(self.served_cn(), "server-1")
+        # The certificate first, the key a moment later: in between they do not match, and the
+        # server keeps serving the old pair until both are in place.
+        mark = self.log_size()
+        self.replace("tls.crt", self.server_2[0])
+        wait_for(lambda: self.log_has("serving certificate", mark), 5)
+        self.assertEqual(self.served_cn(), "server-1")
+        self.replace("tls.key", self.server_2[1])
+        self.assertEqual(wait_for(lambda: self.served_cn() == "server-2", 20), True)
+
+    def test_proxy_client_certificate(self):
+        def delegate_saw():
+            # /close: the delegate ends each connection, so every request makes a new one.
+            status, _, body = self.agg.request(
+                "GET", "/close", headers={"Authorization": "Bearer token-dave-0123456789"})
+            self.assertEqual(status, 200, body)
+            return self.delegate.peer_cn["/close"]
+
+        self.assertEqual(delegate_saw(), "front-proxy-client")
+        self.replace("proxy.key", self.proxy_2[1])
+        self.replace("proxy.crt", self.proxy_2[0])
+        self.assertEqual(wait_for(lambda: delegate_saw() == "front-proxy-client-2", 20), True)
+
+    def upgrade(self, headers):
+        s = socket.create_connection(self.agg.host_port, timeout=10)
+        head = "GET /upgrade HTTP/1.1\r\nHost: x\r\n" + "".join(
+            "%s: %s\r\n" % kv for kv in headers) + "\r\n"
+        s.sendall(head.encode())
+        got = b""
+        while b"\r\n\r\n" not in got:
+            got += s.recv(4096)
+        s.close()
+        return got.split(b"\r\n")[0], self.delegate.headers["/upgrade"]
+
+    def test_upgrade_in_front_proxy_mode(self):
+        spoof = [("X-Remote-User", "admin"), ("X-Remote-Group", "system:masters"),
+                 ("Connection", "Upgrade")]
+        status, seen = self.upgrade(spoof + [("Upgrade", "test"),
+                                             ("Authorization", "Bearer token-dave-0123456789")])
+        self.assertTrue(status.startswith(b"HTTP/1.1 101"), status)
+        self.assertEqual(seen["x-remote-user"], ["dave"])
+        self.assertEqual(seen["x-remote-group"], ["devs", "system:authenticated"])
+        self.assertNotIn("authorization", seen)
+        # The token as a WebSocket subprotocol: the delegate gets the identity and the other
+        # subprotocols, never the token.
+        token = base64.urlsafe_b64encode(b"token-dave-0123456789").decode().rstrip("=")
+        status, seen = self.upgrade(spoof + [
+            ("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("Sec-WebSocket-Protocol", "base64url.bearer.authorization.k8s.io." + token + ", chat")])
+        self.assertTrue(status.startswith(b"HTTP/1.1 101"), status)
+        self.assertEqual(seen["x-remote-user"], ["dave"])
+        self.assertEqual(seen["sec-websocket-protocol"], ["chat"])
+        self.assertNotIn("authorization", seen)
 
 
 if __name__ == "__main__":
