@@ -196,6 +196,22 @@ class Aggregator:
             return []
         return children_of(self.proc.pid)
 
+    def rss_kb(self):
+        """The aggregator's resident set size (VmRSS), in KiB."""
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
+    def metric(self, name):
+        """The value of an unlabelled sample in /metrics, or None."""
+        _, _, body = self.request("GET", "/metrics")
+        for line in body.decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return None
+
     def log(self):
         try:
             with open(self.log_path, "rb") as f:

@@ -1,16 +1,22 @@
 """A plugin built the way Grafana's are (Go, grpc-go, hashicorp/go-plugin's Serve), dropped into a
 plugins directory: the aggregator starts it with the go-plugin handshake, queries it (the golden
 SDK frame comes back as Grafana's frame JSON), maps its gRPC errors, health-checks it, restarts it
-after SIGKILL and stops it through GRPCController.Shutdown. Source: tests/integration/goplugin/.
-Built here with Debian's Go toolchain and Go packages (GOPATH mode, no network)."""
+after SIGKILL and stops it through GRPCController.Shutdown. The same plugin misbehaves on request
+(a 100 MB reply, malformed Arrow, a reply that is not protobuf, no answer, an exit mid-call, a
+stream that floods or dies), and each case must end in a Status or a clean stream end while the
+process keeps serving. Source: tests/integration/goplugin/. Built here with Debian's Go toolchain
+and Go packages (GOPATH mode, no network)."""
 
 import json
 import os
 import platform
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
+import threading
+import time
 import unittest
 
 from harness import Aggregator, BUILD_DIR, SOURCE_DIR, wait_for
@@ -68,7 +74,7 @@ class GoPluginTest(unittest.TestCase):
             "apiVersion": "aggregation.grafana.app/v0alpha1", "kind": "DataPlaneService",
             "metadata": {"name": "v1." + GROUP},
             "spec": {"pluginID": PLUGIN, "pluginType": "datasource", "group": GROUP, "version": "v1",
-                     "services": [{"type": "query"}, {"type": "health"}]}})
+                     "services": [{"type": "query"}, {"type": "health"}, {"type": "stream"}]}})
         assert status == 201, (status, body)
         ok = wait_for(lambda: cls.agg.request("POST", DATASOURCE + "/query", query(["A"]))[0] == 200,
                       timeout=60)
@@ -120,6 +126,112 @@ class GoPluginTest(unittest.TestCase):
         ok = wait_for(lambda: self.agg.request("POST", DATASOURCE + "/query", query(["A"]))[0] == 200,
                       timeout=30)
         self.assertTrue(ok, self.agg.log())
+
+
+    # --- a plugin that misbehaves (DESIGN §8): a Status for the client, the process unharmed ---
+
+    def assert_still_serving(self):
+        status, body = self.agg.json("POST", DATASOURCE + "/query", query(["A"]))
+        self.assertEqual(status, 200, body)
+        self.assertEqual(self.agg.request("GET", COLLECTION)[0], 200)
+
+    def test_malformed_replies_are_502(self):
+        for ref, text in (("badarrow", "arrow"), ("badproto", "querydataresponse")):
+            status, body = self.agg.json("POST", DATASOURCE + "/query", query([ref]))
+            self.assertEqual(status, 502, body)
+            self.assertEqual(body["kind"], "Status")
+            self.assertIn(text, body["message"].lower())
+            self.assert_still_serving()
+
+    def test_a_plugin_that_never_answers_is_504(self):
+        started = time.monotonic()
+        status, body = self.agg.json("POST", DATASOURCE + "/query?timeout=1s", query(["hang"]))
+        self.assertEqual(status, 504, body)
+        self.assertEqual(body["reason"], "Timeout")
+        self.assertLess(time.monotonic() - started, 20)
+        self.assert_still_serving()
+
+    def test_a_100_mb_reply_leaves_memory_bounded(self):
+        sizes = []
+        for _ in range(3):
+            status, body = self.agg.json("POST", DATASOURCE + "/query", query(["huge"]))
+            # 100 MB of zeros where an Arrow frame should be.
+            self.assertEqual(status, 502, body)
+            self.assert_still_serving()
+            sizes.append(self.agg.rss_kb())
+        # Each reply is freed: the third costs no more than the first did.
+        self.assertLess(sizes[2] - sizes[0], 200 * 1024, sizes)
+
+    def test_a_plugin_that_dies_mid_call_is_restarted(self):
+        first = self.go_pid()
+        status, body = self.agg.json("POST", DATASOURCE + "/query", query(["exit"]))
+        self.assertIn(status, (502, 503), body)
+        self.assertEqual(body["kind"], "Status")
+        ok = wait_for(lambda: self.agg.request("POST", DATASOURCE + "/query", query(["A"]))[0] == 200,
+                      timeout=30)
+        self.assertTrue(ok, self.agg.log())
+        self.assertNotEqual(self.go_pid(), first)  # one process, the new one: none leaked
+
+    def stream(self, path, rcvbuf=None):
+        """A raw GET of a plugin stream; returns the socket after sending the request."""
+        s = socket.socket()
+        if rcvbuf:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        s.settimeout(20)
+        s.connect(self.agg.host_port)
+        s.sendall(("GET %s/stream/%s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n"
+                   % (DATASOURCE, path, self.agg.token)).encode())
+        return s
+
+    def test_a_stream_whose_plugin_dies_keeps_the_process_serving(self):
+        first = self.go_pid()
+        s = self.stream("die")
+        got = b""
+        while got.count(b'"n":') < 3:
+            data = s.recv(65536)
+            self.assertTrue(data, got)
+            got += data
+        self.assertTrue(got.startswith(b"HTTP/1.1 200"), got[:200])
+        s.close()
+        ok = wait_for(lambda: [p for p in self.agg.plugin_pids() if p != first] and
+                      self.agg.request("POST", DATASOURCE + "/query", query(["A"]))[0] == 200, timeout=30)
+        self.assertTrue(ok, self.agg.log())
+        self.assertEqual(len(wait_for(lambda: len(self.agg.plugin_pids()) == 1 and
+                                      self.agg.plugin_pids(), timeout=30)), 1)
+
+    def test_a_flooding_stream_drops_only_the_slow_subscriber(self):
+        dropped_before = self.agg.metric("dataplane_aggregator_stream_slow_subscribers_dropped_total") or 0
+        received = [0]
+        stop = threading.Event()
+        fast = self.stream("flood")
+
+        def read_fast():
+            while not stop.is_set():
+                try:
+                    data = fast.recv(1 << 20)
+                except OSError:
+                    return
+                if not data:
+                    return
+                received[0] += len(data)
+
+        reader = threading.Thread(target=read_fast, daemon=True)
+        reader.start()
+        slow = self.stream("flood", rcvbuf=4096)  # same channel; never read
+        try:
+            dropped = wait_for(lambda: (self.agg.metric(
+                "dataplane_aggregator_stream_slow_subscribers_dropped_total") or 0) > dropped_before, 90)
+            self.assertTrue(dropped, self.agg.log())
+            # The fast subscriber was not dropped with it: its stream goes on.
+            after_drop = received[0]
+            self.assertTrue(wait_for(lambda: received[0] > after_drop + (1 << 20), 30))
+            self.assertTrue(reader.is_alive())
+            self.assert_still_serving()
+        finally:
+            stop.set()
+            fast.close()
+            slow.close()
+            reader.join(10)
 
 
 if __name__ == "__main__":

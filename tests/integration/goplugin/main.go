@@ -3,11 +3,20 @@
 // messages are read and written with protowire, and a pass-through codec hands the bytes over.
 // QueryData answers every query with the Grafana SDK's golden Arrow frame (golden.arrow, embedded
 // at build time), or a gRPC error for refId "fail". CheckHealth answers OK.
+//
+// It also misbehaves on request, as a broken or hostile plugin would (DESIGN §8), by refId:
+// "huge" replies with 100 MB, "badarrow" with a frame that is not Arrow, "badproto" with bytes that
+// are not a QueryDataResponse, "hang" never answers, "exit" dies in the middle of the call. Its
+// streams: "flood" sends packets as fast as gRPC takes them, "die" sends three and exits.
 package main
 
 import (
 	"context"
 	_ "embed"
+	"fmt"
+	"os"
+	"strings"
+	"time"
 
 	"github.com/golang/protobuf/proto"
 	plugin "github.com/hashicorp/go-plugin"
@@ -68,7 +77,7 @@ func eachBytes(msg []byte, num protowire.Number, fn func([]byte)) error {
 	return nil
 }
 
-func queryData(_ interface{}, _ context.Context, dec func(interface{}) error, _ grpc.UnaryServerInterceptor) (interface{}, error) {
+func queryData(_ interface{}, ctx context.Context, dec func(interface{}) error, _ grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := &raw{}
 	if err := dec(in); err != nil {
 		return nil, err
@@ -90,8 +99,17 @@ func queryData(_ interface{}, _ context.Context, dec func(interface{}) error, _ 
 	}
 	var out []byte
 	for _, id := range refIDs {
-		if id == "fail" {
+		switch id {
+		case "fail":
 			return nil, status.Error(codes.Internal, "go says no: 100% \u2717")
+		case "badproto":
+			// Field 1 as a length-delimited value longer than the message: not protobuf.
+			return &raw{b: []byte{0x0a, 0xff, 0xff, 0x03, 'x'}}, nil
+		case "hang":
+			<-ctx.Done()
+			return nil, ctx.Err()
+		case "exit":
+			os.Exit(3)
 		}
 		// DataResponse: frames = 1, error = 2, status = 4. Query "whoami" answers with the login
 		// the host put into PluginContext.user, as an error text the test can read.
@@ -99,6 +117,12 @@ func queryData(_ interface{}, _ context.Context, dec func(interface{}) error, _ 
 		if id == "whoami" {
 			resp = protowire.AppendTag(resp, 2, protowire.BytesType)
 			resp = protowire.AppendString(resp, "login="+login)
+		} else if id == "huge" {
+			resp = protowire.AppendTag(resp, 1, protowire.BytesType)
+			resp = protowire.AppendBytes(resp, make([]byte, 100<<20))
+		} else if id == "badarrow" {
+			resp = protowire.AppendTag(resp, 1, protowire.BytesType)
+			resp = protowire.AppendBytes(resp, []byte("ARROW1\x00\x00 this is not an Arrow IPC file"))
 		} else {
 			resp = protowire.AppendTag(resp, 1, protowire.BytesType)
 			resp = protowire.AppendBytes(resp, golden)
@@ -131,6 +155,45 @@ func checkHealth(_ interface{}, _ context.Context, dec func(interface{}) error, 
 	return &raw{b: out}, nil
 }
 
+func subscribeStream(_ interface{}, _ context.Context, dec func(interface{}) error, _ grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := &raw{}
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	// SubscribeStreamResponse{status: OK (0)}: the empty message.
+	return &raw{}, nil
+}
+
+// RunStream(RunStreamRequest) returns (stream StreamPacket): "flood" sends 1 KB packets as fast
+// as the transport takes them until cancelled; "die" sends three packets, then the process exits.
+func runStream(_ interface{}, stream grpc.ServerStream) error {
+	in := &raw{}
+	if err := stream.RecvMsg(in); err != nil {
+		return err
+	}
+	path := ""
+	// RunStreamRequest.path = 2.
+	_ = eachBytes(in.b, 2, func(p []byte) { path = string(p) })
+	pad := strings.Repeat("x", 1000)
+	for n := 0; ; n++ {
+		if path == "die" && n == 3 {
+			// grpc-go queues what SendMsg is given: let the transport write it, then crash.
+			time.Sleep(500 * time.Millisecond)
+			os.Exit(3)
+		}
+		// StreamPacket.data = 1: one JSON object.
+		var packet []byte
+		packet = protowire.AppendTag(packet, 1, protowire.BytesType)
+		packet = protowire.AppendString(packet, fmt.Sprintf(`{"n":%d,"pad":"%s"}`, n, pad))
+		if err := stream.SendMsg(&raw{b: packet}); err != nil {
+			return err
+		}
+		if path != "flood" && path != "die" {
+			return nil
+		}
+	}
+}
+
 type datasource struct{ plugin.NetRPCUnsupportedPlugin }
 
 func (datasource) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
@@ -143,6 +206,12 @@ func (datasource) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
 		ServiceName: "pluginv2.Diagnostics",
 		HandlerType: (*interface{})(nil),
 		Methods:     []grpc.MethodDesc{{MethodName: "CheckHealth", Handler: checkHealth}},
+	}, struct{}{})
+	s.RegisterService(&grpc.ServiceDesc{
+		ServiceName: "pluginv2.Stream",
+		HandlerType: (*interface{})(nil),
+		Methods:     []grpc.MethodDesc{{MethodName: "SubscribeStream", Handler: subscribeStream}},
+		Streams: []grpc.StreamDesc{{StreamName: "RunStream", Handler: runStream, ServerStreams: true}},
 	}, struct{}{})
 	return nil
 }
