@@ -12,7 +12,8 @@ cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET="${1:-60}"
 shift || true
 ALL=(fuzz_body_decode fuzz_selectors fuzz_patches fuzz_arrow_frames fuzz_frame_json
-     fuzz_request_auth fuzz_auth_files)
+     fuzz_request_auth fuzz_auth_files fuzz_plugin_handshake fuzz_provisioning fuzz_http_session
+     fuzz_http_client_response fuzz_websocket_frames fuzz_h2_reply)
 TARGETS=("${@:-${ALL[@]}}")
 
 ./scripts/install-deps.sh
@@ -24,7 +25,7 @@ ninja -C build-fuzz "${TARGETS[@]}"
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 status=0
-printf '%-20s %12s %8s %s\n' target executions corpus result
+printf '%-26s %12s %8s %s\n' target executions corpus result
 for target in "${TARGETS[@]}"; do
   corpus="build-fuzz/corpus/$target"
   findings="build-fuzz/findings/$target"
@@ -39,6 +40,6 @@ for target in "${TARGETS[@]}"; do
     status=1
   fi
   runs="$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -n1 || echo '?')"
-  printf '%-20s %12s %8s %s\n' "$target" "$runs" "$(ls "$corpus" | wc -l)" "$result"
+  printf '%-26s %12s %8s %s\n' "$target" "$runs" "$(ls "$corpus" | wc -l)" "$result"
 done
 exit $status
