@@ -202,11 +202,14 @@ struct H2UnaryChannel::Connection : std::enable_shared_from_this<Connection> {
     boost::system::error_code ec;
     socket.open(endpoint.protocol(), ec);
     if (ec) return fail("cannot open a socket: " + ec.message());
+    // fail() takes fd_mutex itself: decide under the lock, fail after it is released.
+    bool gone;
     {
       std::lock_guard lock(fd_mutex);
-      if (abandoned) return fail("channel closed");
-      fd = socket.native_handle();
+      gone = abandoned;
+      if (!gone) fd = socket.native_handle();
     }
+    if (gone) return fail("channel closed");
     socket.async_connect(
         endpoint, net::bind_executor(strand, [self](const boost::system::error_code& ec) {
           if (ec) return self->fail("cannot connect to " + self->describe() + ": " + ec.message());
@@ -220,10 +223,12 @@ struct H2UnaryChannel::Connection : std::enable_shared_from_this<Connection> {
 
   void on_connected() {
     if (closed) return;
+    bool gone;
     {
       std::lock_guard lock(fd_mutex);
-      if (abandoned) return fail("channel closed");
+      gone = abandoned;
     }
+    if (gone) return fail("channel closed");
     if (target.unix_path.empty()) {
       boost::system::error_code ignored;
       socket.set_option(net::ip::tcp::no_delay(true), ignored);
