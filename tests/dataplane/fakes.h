@@ -47,8 +47,9 @@ class SerialThread {
     {
       std::lock_guard lock(mutex_);
       tasks_.push_back({std::chrono::steady_clock::now() + delay, std::move(task)});
+      // Notified under the lock: once post() has released it, the destructor may run.
+      cv_.notify_all();
     }
-    cv_.notify_all();
   }
   // Waits until every task posted so far has run.
   void drain() {

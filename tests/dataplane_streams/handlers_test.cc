@@ -148,13 +148,15 @@ class HandlersTest : public ::testing::Test {
 // --- resources -------------------------------------------------------------------------------
 
 TEST_F(HandlersTest, ResourceChunksArriveInOrderWithHeadFromFirstMessage) {
-  std::shared_ptr<FakeResourceStream> stream;
-  plugin_->on_call_resource = [&](std::shared_ptr<FakeResourceStream> s) { stream = s; };
+  // Set on the plugin's thread, read on this one: atomic, so the request it holds is seen whole.
+  std::atomic<std::shared_ptr<FakeResourceStream>> captured;
+  plugin_->on_call_resource = [&](std::shared_ptr<FakeResourceStream> s) { captured.store(s); };
   auto exchange = resource_request(
       verb::post, base_ + "/resources/echo/a%20b?x=1&y=2", "payload",
       {{"Cookie", "grafana_session=secret"}, {"Authorization", "Bearer user-token"},
        {"x-custom-header", "v1"}, {"Connection", "keep-alive, X-Hop"}, {"X-Hop", "gone"}});
-  ASSERT_TRUE(eventually([&] { return stream != nullptr; }));
+  ASSERT_TRUE(eventually([&] { return captured.load() != nullptr; }));
+  const std::shared_ptr<FakeResourceStream> stream = captured.load();
 
   const auto& req = stream->request;
   EXPECT_EQ(req.path(), "echo/a b");
@@ -256,15 +258,15 @@ TEST_F(HandlersTest, ResourceErrorsBeforeThePluginIsCalled) {
 }
 
 TEST_F(HandlersTest, ResourceCallIsCancelledWhenTheClientLeaves) {
-  std::shared_ptr<FakeResourceStream> stream;
+  std::atomic<std::shared_ptr<FakeResourceStream>> captured;
   plugin_->on_call_resource = [&](std::shared_ptr<FakeResourceStream> s) {
-    stream = s;
+    captured.store(s);
     s->send(resource_message(200, "first"));
   };
   auto exchange = resource_request(verb::get, base_ + "/resources/stream");
   ASSERT_TRUE(exchange->wait_chunks(1));
   exchange->close_client();
-  ASSERT_TRUE(eventually([&] { return stream->cancelled(); }));
+  ASSERT_TRUE(eventually([&] { return captured.load()->cancelled(); }));
 }
 
 TEST_F(HandlersTest, ResourceNoContentHasNoBodyAndNoContentType) {
