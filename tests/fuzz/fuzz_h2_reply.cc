@@ -71,11 +71,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                   });
   }
   if (!fuzz::run_until([&] { return *completed >= calls; })) {
-    fuzz::hang("the unary call did not complete");
+    fuzz::hang("the unary call did not complete", plugin->state());
   }
   channel.reset();  // shuts the connection's socket down, which ends the server's side
   if (!fuzz::run_until([&] { return plugin->done(); })) {
-    fuzz::hang("the channel did not close its connection");
+    fuzz::hang("the channel did not close its connection", plugin->state());
   }
   fuzz::show("the client's request", plugin->received());
   if (*completed != calls) {

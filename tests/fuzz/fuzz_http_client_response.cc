@@ -139,7 +139,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     });
   }
   if (!fuzz::run_until([&] { return outcome->done; })) {
-    fuzz::hang("the client call did not complete");
+    fuzz::hang("the client call did not complete", upstream->state());
   }
   // Done with the call, as a proxy is when its client leaves: the connection is closed unless
   // it went back to the pool.
@@ -147,7 +147,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   call.reset();
   client.reset();  // closes a pooled connection, which ends the server's side
   if (!fuzz::run_until([&] { return upstream->done(); })) {
-    fuzz::hang("the client did not close its connection");
+    fuzz::hang("the client did not close its connection", upstream->state());
   }
   fuzz::show("the client's request", upstream->received());
   return 0;

@@ -2,8 +2,8 @@
 // execution is deterministic and nothing runs between two), and the far end of one TCP connection
 // over 127.0.0.1, played with raw sockets: a client that sends the input and reads the reply
 // (fuzzing our servers), or a server that answers one request with the input (fuzzing our
-// clients). Every wait has a deadline; code under test that does not finish after the peer has
-// closed the connection is a hang, reported as a crash so libFuzzer keeps the input.
+// clients). Code under test that sits idle instead of finishing after the peer has closed the
+// connection is a hang, reported as a crash so libFuzzer keeps the input.
 #pragma once
 
 #include "aggregator/observability/log.h"
@@ -27,8 +27,9 @@ namespace net = boost::asio;
 using tcp = net::ip::tcp;
 using namespace std::chrono_literals;
 
-// Long enough for any input on a loaded machine, short next to libFuzzer's -timeout.
-inline constexpr std::chrono::milliseconds kDeadline = 3000ms;
+// How long the code under test may sit with nothing to do before it is taken to hang: short
+// next to libFuzzer's -timeout, and never reached by an input that completes.
+inline constexpr std::chrono::milliseconds kIdleLimit = 3000ms;
 
 // The context every network target runs on; kept busy by a work guard so run_one_for waits.
 // Never destroyed: servers and connections left in it at exit stay reachable, not leaks.
@@ -44,13 +45,19 @@ inline net::io_context& io() {
   return context->io;
 }
 
-// Runs the context until done() or `deadline` passes; returns done().
-inline bool run_until(const std::function<bool()>& done, std::chrono::milliseconds deadline = kDeadline) {
-  const auto until = std::chrono::steady_clock::now() + deadline;
+// Runs the context until done(), or until it has had nothing to run for kIdleLimit in a row: code
+// waiting for an event that will not come. Idleness is counted in short waits, not read off the
+// clock, so a fuzzer that was descheduled or frozen for seconds (a loaded CI machine; it happened
+// here, with the connection not even accepted) is not taken for code that hangs.
+inline bool run_until(const std::function<bool()>& done) {
+  constexpr std::chrono::milliseconds kWait = 50ms;
+  std::chrono::milliseconds idle{0};
   while (!done()) {
-    const auto now = std::chrono::steady_clock::now();
-    if (now >= until) return false;
-    io().run_one_for(until - now);
+    if (io().run_one_for(kWait) > 0) {
+      idle = std::chrono::milliseconds(0);
+    } else if ((idle += kWait) >= kIdleLimit) {
+      return false;
+    }
   }
   return true;
 }
@@ -62,9 +69,10 @@ inline void show(std::string_view what, std::string_view bytes) {
                             what.data(), static_cast<int>(bytes.size()), bytes.data());
 }
 
-[[noreturn]] inline void hang(const char* what) {
-  std::fprintf(stderr, "==HANG== %s within %lld ms\n", what,
-               static_cast<long long>(kDeadline.count()));
+// `state` says how far the connection got, to tell a stuck parser from a stuck connection.
+[[noreturn]] inline void hang(const char* what, const std::string& state) {
+  std::fprintf(stderr, "==HANG== %s: nothing to do for %lld ms (%s)\n", what,
+               static_cast<long long>(kIdleLimit.count()), state.c_str());
   std::abort();
 }
 
@@ -73,8 +81,16 @@ struct Peer {
   explicit Peer(net::io_context& context) : socket(context) {}
   tcp::socket socket;
   std::string received;
+  bool connected = false;
+  bool sent = false;    // what this end had to send is written
   bool closed = false;  // the other side closed (EOF or error), or close() was called
   char buffer[16 * 1024];
+
+  std::string state() const {
+    return std::string(connected ? "connected" : "not connected") + ", " +
+           std::to_string(received.size()) + " bytes received" + (sent ? ", sent" : ", not sent") +
+           (closed ? ", closed" : "");
+  }
 
   // Reads until the other side closes; `more` (optional) sees the bytes so far after each read.
   static void read_all(std::shared_ptr<Peer> self, std::function<void()> more = {}) {
@@ -98,8 +114,7 @@ struct Peer {
 };
 
 // Client: connects to 127.0.0.1:port, sends `bytes`, half-closes, and reads until the server
-// closes. Returns what the server sent; a server still holding the connection open at the
-// deadline is a hang.
+// closes. Returns what the server sent; a server that keeps the connection open, idle, hangs.
 inline std::string send_and_read(int port, std::string bytes) {
   auto peer = std::make_shared<Peer>(io());
   auto data = std::make_shared<std::string>(std::move(bytes));
@@ -112,15 +127,19 @@ inline std::string send_and_read(int port, std::string bytes) {
           peer->close();
           return;
         }
+        peer->connected = true;
         net::async_write(peer->socket, net::buffer(*data),
                          [peer, data](const boost::system::error_code& ec, std::size_t) {
                            boost::system::error_code ignored;
                            // A server that answered and closed early may refuse the rest.
                            if (!ec) peer->socket.shutdown(tcp::socket::shutdown_send, ignored);
+                           peer->sent = !ec;
                          });
         Peer::read_all(peer);
       });
-  if (!run_until([&] { return peer->closed; })) hang("the server did not close the connection");
+  if (!run_until([&] { return peer->closed; })) {
+    hang("the server did not close the connection", "client: " + peer->state());
+  }
   if (failed) {
     std::fprintf(stderr, "cannot connect to 127.0.0.1:%d\n", port);
     std::abort();
@@ -139,6 +158,9 @@ class ScriptedServer {
   // writes `reply`, half-closes, and reads until the client closes. Call before starting the
   // client; then wait with run_until(done()).
   void serve_once(std::function<bool(std::string_view)> request_read, std::string reply) {
+    close();
+    boost::system::error_code ignored;
+    acceptor_.cancel(ignored);  // an accept a client never answered must not take this connection
     peer_ = std::make_shared<Peer>(io());
     auto peer = peer_;
     auto replied = std::make_shared<bool>(false);
@@ -146,9 +168,10 @@ class ScriptedServer {
       if (*replied) return;
       *replied = true;
       net::async_write(peer->socket, net::buffer(*reply),
-                       [peer, reply](const boost::system::error_code&, std::size_t) {
+                       [peer, reply](const boost::system::error_code& ec, std::size_t) {
                          boost::system::error_code ignored;
                          peer->socket.shutdown(tcp::socket::shutdown_send, ignored);
+                         peer->sent = !ec;
                        });
     };
     acceptor_.async_accept(peer->socket, [peer, answer, request_read = std::move(request_read)](
@@ -157,6 +180,7 @@ class ScriptedServer {
         peer->close();
         return;
       }
+      peer->connected = true;
       Peer::read_all(peer, [peer, answer, request_read] {
         if (request_read(peer->received)) answer();
       });
@@ -169,6 +193,7 @@ class ScriptedServer {
     if (peer_) peer_->close();
   }
   const std::string& received() const { return peer_->received; }
+  std::string state() const { return "server: " + (peer_ ? peer_->state() : "idle"); }
 
  private:
   tcp::acceptor acceptor_;
