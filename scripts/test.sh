@@ -20,5 +20,5 @@ ctest --test-dir build --output-on-failure --timeout 900 -j2 --repeat until-pass
 # The whole suite (no ctest arguments) also runs every fuzz target briefly (DESIGN §8); longer
 # runs: scripts/fuzz.sh SECONDS.
 if [ $# -eq 0 ]; then
-  ./scripts/fuzz.sh "${DPA_FUZZ_SECONDS:-15}"
+  ./scripts/fuzz.sh "${DPA_FUZZ_SECONDS:-10}"
 fi
