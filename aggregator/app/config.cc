@@ -1,7 +1,12 @@
 #include "aggregator/app/config.h"
 
-#include <yaml-cpp/yaml.h>
+#include "aggregator/apimachinery/codec.h"
 
+#include <nlohmann/json.hpp>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <sstream>
@@ -261,23 +266,31 @@ void apply(Config& config, const std::string& name, const std::string& value) {
   it->second.set(config, value);
 }
 
+// Read with libyaml (api::decode_yaml, every scalar as the text it spells, as flags are text),
+// which returns on any input.
 void apply_file(Config& config, const std::string& path) {
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::Exception& e) {
-    throw ConfigError("--config " + path + ": " + e.what());
-  }
-  if (!root.IsMap()) throw ConfigError("--config " + path + ": expected a mapping of flag names");
-  for (const auto& entry : root) {
-    std::string name = entry.first.as<std::string>();
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError("--config " + path + ": cannot read: " + std::strerror(errno));
+  std::ostringstream text;
+  text << in.rdbuf();
+  auto documents = api::decode_yaml(text.str(), api::YamlScalars::kText, 1);
+  if (!documents) throw ConfigError("--config " + path + ": " + documents.error().message);
+  const nlohmann::json root = documents->empty() ? nlohmann::json() : documents->front();
+  if (!root.is_object()) throw ConfigError("--config " + path + ": expected a mapping of flag names");
+  for (const auto& [name, value] : root.items()) {
     if (name == "config") throw ConfigError("--config " + path + ": config files do not nest");
-    if (entry.second.IsSequence()) {
-      for (const auto& item : entry.second) apply(config, name, item.as<std::string>());
-    } else if (entry.second.IsScalar()) {
-      apply(config, name, entry.second.as<std::string>());
+    const auto not_a_value = [&] {
+      return ConfigError("--config " + path + ": " + name + ": expected a value or a list");
+    };
+    if (value.is_array()) {
+      for (const auto& item : value) {
+        if (!item.is_string()) throw not_a_value();
+        apply(config, name, item.get<std::string>());
+      }
+    } else if (value.is_string()) {
+      apply(config, name, value.get<std::string>());
     } else {
-      throw ConfigError("--config " + path + ": " + name + ": expected a value or a list");
+      throw not_a_value();
     }
   }
 }

@@ -6,10 +6,13 @@
 
 #include <nlohmann/json.hpp>
 #include <openssl/sha.h>
-#include <yaml-cpp/yaml.h>
 
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 #include <list>
 #include <mutex>
+#include <sstream>
 #include <unordered_map>
 
 namespace dpa::auth {
@@ -28,60 +31,60 @@ struct Target {
   std::unique_ptr<http::HttpClient> client;
 };
 
-// yaml-cpp's operator[] throws on anything but a map: every lookup checks the kind first.
-std::string node_string(const YAML::Node& node, const char* key) {
-  if (!node || !node.IsMap()) return {};
-  const YAML::Node value = node[key];
-  return value && value.IsScalar() ? value.Scalar() : std::string();
+// node[key] when node is an object holding key, else null: lookups never throw, whatever the
+// file's shape.
+const json& field(const json& node, const char* key) {
+  static const json kNull;
+  if (!node.is_object()) return kNull;
+  auto it = node.find(key);
+  return it == node.end() ? kNull : *it;
 }
 
-YAML::Node node_field(const YAML::Node& node, const char* key) {
-  return node && node.IsMap() ? node[key] : YAML::Node();
-}
-
-// The current context's cluster and user (the first of each without one).
+// The current context's cluster and user (the first of each without one). Read with libyaml
+// (api::decode_yaml, every scalar as the text it spells), which returns on any input.
 api::Expected<std::unique_ptr<Target>> load_target(const std::string& path) {
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::Exception& e) {
-    return api::ApiError::bad_request(path + ": " + e.what());
-  }
-  if (!root.IsMap()) return api::ApiError::bad_request(path + ": not a kubeconfig");
-  auto pick = [&](const char* list, const char* item, const std::string& name) -> YAML::Node {
-    const YAML::Node entries = node_field(root, list);
-    if (!entries || !entries.IsSequence() || entries.size() == 0) return YAML::Node();
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return api::ApiError::bad_request(path + ": cannot read: " + std::strerror(errno));
+  std::ostringstream text;
+  text << in.rdbuf();
+  auto documents = api::decode_yaml(text.str(), api::YamlScalars::kText, 1);
+  if (!documents) return api::ApiError::bad_request(path + ": " + documents.error().message);
+  const json root = documents->empty() ? json() : std::move(documents->front());
+  if (!root.is_object()) return api::ApiError::bad_request(path + ": not a kubeconfig");
+  auto pick = [&](const char* list, const char* item, const std::string& name) -> json {
+    const json& entries = field(root, list);
+    if (!entries.is_array()) return json();
     for (const auto& entry : entries) {
-      if (name.empty() || node_string(entry, "name") == name) return node_field(entry, item);
+      if (name.empty() || api::string_field(entry, "name") == name) return field(entry, item);
     }
-    return YAML::Node();
+    return json();
   };
   std::string cluster_name, user_name;
-  const std::string current = node_string(root, "current-context");
-  if (const YAML::Node contexts = node_field(root, "contexts"); contexts && contexts.IsSequence()) {
+  const std::string current = api::string_field(root, "current-context");
+  if (const json& contexts = field(root, "contexts"); contexts.is_array()) {
     for (const auto& entry : contexts) {
-      if (current.empty() || node_string(entry, "name") == current) {
-        cluster_name = node_string(node_field(entry, "context"), "cluster");
-        user_name = node_string(node_field(entry, "context"), "user");
+      if (current.empty() || api::string_field(entry, "name") == current) {
+        cluster_name = api::string_field(field(entry, "context"), "cluster");
+        user_name = api::string_field(field(entry, "context"), "user");
         break;
       }
     }
   }
-  const YAML::Node cluster = pick("clusters", "cluster", cluster_name);
-  if (!cluster || !cluster.IsMap()) return api::ApiError::bad_request(path + ": no cluster");
-  auto endpoint = http::Endpoint::parse(node_string(cluster, "server"));
+  const json cluster = pick("clusters", "cluster", cluster_name);
+  if (!cluster.is_object()) return api::ApiError::bad_request(path + ": no cluster");
+  auto endpoint = http::Endpoint::parse(api::string_field(cluster, "server"));
   if (!endpoint) return api::ApiError::bad_request(path + ": server: " + endpoint.error().message);
-  if (!node_string(cluster, "certificate-authority-data").empty()) {
+  if (!api::string_field(cluster, "certificate-authority-data").empty()) {
     return api::ApiError::bad_request(path + ": certificate-authority-data is not supported; "
                                              "name the file with certificate-authority");
   }
   http::ClientOptions options;
-  options.ca_file = node_string(cluster, "certificate-authority");
+  options.ca_file = api::string_field(cluster, "certificate-authority");
   auto target = std::make_unique<Target>();
-  if (const YAML::Node user = pick("users", "user", user_name); user && user.IsMap()) {
-    options.client_cert_file = node_string(user, "client-certificate");
-    options.client_key_file = node_string(user, "client-key");
-    target->token = node_string(user, "token");
+  if (const json user = pick("users", "user", user_name); user.is_object()) {
+    options.client_cert_file = api::string_field(user, "client-certificate");
+    options.client_key_file = api::string_field(user, "client-key");
+    target->token = api::string_field(user, "token");
   }
   target->endpoint = std::move(endpoint).value();
   target->path = target->endpoint.base_path.empty() ? "/" : target->endpoint.base_path;

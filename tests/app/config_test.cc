@@ -88,6 +88,14 @@ TEST(ConfigTest, YamlFileWithCommandLineOverride) {
     out << "nonsense: [\n";
   }
   EXPECT_THROW(parse({"--config", path}), ConfigError);
+  // Malformed files yaml-cpp 0.7 never returned from: an error, at once (libyaml reads them now).
+  for (const char* text : {"!!str, y", "\"\"t\n?\n", "port: [[1], 2]\n", "port:\n"}) {
+    {
+      std::ofstream out(path);
+      out << text;
+    }
+    EXPECT_THROW(parse({"--config", path}), ConfigError) << text;
+  }
   std::remove(path.c_str());
 }
 
