@@ -443,6 +443,8 @@ class FrontProxyAndClientCertTest(unittest.TestCase):
         cls.clients = Pki("client-ca")
         cls.carol = cls.clients.issue("carol", "/CN=carol/O=viewers/O=system:masters")
         cls.stranger = Pki("other-ca").issue("eve", "/CN=eve/O=system:masters")
+        cls.proxy_cert = proxy_cert
+        cls.intruder = cls.pki.issue("intruder", "/CN=intruder")  # the proxies' CA, not an allowed name
         cls.delegate = _TlsDelegate(*delegate_cert, cls.pki.path("front-proxy-ca.crt")).__enter__()
         cls.tokens = os.path.join(cls.pki.dir, "tokens.csv")
         with open(cls.tokens, "w") as f:
@@ -450,6 +452,8 @@ class FrontProxyAndClientCertTest(unittest.TestCase):
         cls.agg = Aggregator(
             delegate_url=cls.delegate.url, datasources=example("provisioning/datasources.yaml"),
             args=["--secure-port", "0", "--client-ca-file", cls.clients.path("client-ca.crt"),
+                  "--requestheader-client-ca-file", cls.pki.path("front-proxy-ca.crt"),
+                  "--requestheader-allowed-names", "front-proxy-client",
                   "--token-auth-file", cls.tokens,
                   "--delegate-ca-file", cls.pki.path("front-proxy-ca.crt"),
                   "--proxy-client-cert-file", proxy_cert[0], "--proxy-client-key-file", proxy_cert[1]]).start()
@@ -508,6 +512,45 @@ class FrontProxyAndClientCertTest(unittest.TestCase):
         api = client.CustomObjectsApi(api_client)
         listed = api.list_cluster_custom_object("aggregation.grafana.app", "v0alpha1", "dataplaneservices")
         self.assertEqual(listed["kind"], "DataPlaneServiceList")
+
+    def curl_status(self, cert, headers, path=BASE):
+        args = ["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}"]
+        if cert:
+            args += ["--cert", cert[0], "--key", cert[1]]
+        for header in headers:
+            args += ["-H", header]
+        return subprocess.run(args + [self.secure_url() + path], capture_output=True, text=True).stdout
+
+    def test_request_headers_only_from_an_allowed_front_proxy(self):
+        claim = ["X-Remote-User: erin", "X-Remote-Group: system:masters"]
+        self.assertEqual(self.curl_status(self.proxy_cert, claim), "200")
+        # Same CA, a name not in --requestheader-allowed-names: the headers are not believed.
+        self.assertEqual(self.curl_status(self.intruder, claim), "401")
+        self.assertEqual(self.curl_status(None, claim), "401")
+
+    def test_hostile_identity_input_is_a_status_or_harmless(self):
+        dave = {"Authorization": "Bearer sometoken-0123456789"}
+        # 1,000 impersonated groups (AlwaysAllow lets dave impersonate).
+        groups = "".join("Impersonate-Group: g%d\r\n" % i for i in range(1000)).encode()
+        s = socket.create_connection(self.agg.host_port, timeout=20)
+        s.sendall(b"GET " + BASE.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                  b"Authorization: Bearer sometoken-0123456789\r\nImpersonate-User: many\r\n" + groups + b"\r\n")
+        reply = b""
+        while True:
+            data = s.recv(65536)
+            if not data:
+                break
+            reply += data
+        s.close()
+        self.assertTrue(reply.startswith(b"HTTP/1.1 200") or reply.startswith(b"HTTP/1.1 431"), reply[:200])
+        # A user name that spells CR/LF with %-escapes stays one header value toward the delegate.
+        status, _, body = self.agg.request("GET", "/api/v1/pods", headers=dict(
+            dave, **{"Impersonate-User": "root%0D%0AX-Remote-Group: system:masters"}))
+        self.assertEqual(status, 200, body)
+        seen = json.loads(body)["headers"]
+        self.assertEqual(seen["x-remote-user"], "root%0D%0AX-Remote-Group: system:masters")
+        self.assertEqual(seen["x-remote-group"], "system:authenticated")
+        self.assertEqual(self.agg.request("GET", "/healthz")[0], 200)
 
     def test_certificate_from_another_ca_is_401(self):
         url = self.secure_url() + BASE
