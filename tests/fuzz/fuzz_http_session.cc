@@ -55,20 +55,7 @@ void handle(std::shared_ptr<http::Exchange> exchange) {
 }
 
 int server_port() {
-  static http::Server* server = [] {
-    http::ServerOptions options;
-    options.port = 0;
-    options.access_log = false;
-    options.header_timeout_ms = std::chrono::milliseconds(500);
-    options.idle_timeout_ms = std::chrono::milliseconds(500);
-    options.body_timeout_ms = std::chrono::milliseconds(1000);
-    auto* started = new http::Server(fuzz::io(), options, handle);  // lives for the run
-    if (auto ok = started->start(); !ok) {
-      std::fprintf(stderr, "server: %s\n", ok.error().message.c_str());
-      std::abort();
-    }
-    return started;
-  }();
+  static http::Server* server = fuzz::serve(handle);
   return server->port();
 }
 

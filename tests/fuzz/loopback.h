@@ -6,6 +6,7 @@
 // connection is a hang, reported as a crash so libFuzzer keeps the input.
 #pragma once
 
+#include "aggregator/http/server.h"
 #include "aggregator/observability/log.h"
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -112,6 +113,23 @@ struct Peer {
     socket.close(ignored);
   }
 };
+
+// A real http::Server on io() with short timeouts, started once per target; the caller keeps the
+// pointer (in a static) for the run.
+inline http::Server* serve(http::Handler handler) {
+  http::ServerOptions options;
+  options.port = 0;
+  options.access_log = false;
+  options.header_timeout_ms = std::chrono::milliseconds(500);
+  options.idle_timeout_ms = std::chrono::milliseconds(500);
+  options.body_timeout_ms = std::chrono::milliseconds(1000);
+  auto* server = new http::Server(io(), options, std::move(handler));  // lives for the run
+  if (auto ok = server->start(); !ok) {
+    std::fprintf(stderr, "server: %s\n", ok.error().message.c_str());
+    std::abort();
+  }
+  return server;
+}
 
 // Client: connects to 127.0.0.1:port, sends `bytes`, half-closes, and reads until the server
 // closes. Returns what the server sent; a server that keeps the connection open, idle, hangs.
