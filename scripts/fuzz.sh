@@ -6,6 +6,8 @@
 # New inputs that reach new code are kept in build-fuzz/corpus/<target>/ between runs.
 #
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...]
+# FUZZ_TIMEOUT (default 10) is libFuzzer's per-input -timeout in seconds; the long runs use 60 so that
+# an input left unscheduled on a busy machine is not reported as a hang.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,7 +33,7 @@ for target in "${TARGETS[@]}"; do
   findings="build-fuzz/findings/$target"
   mkdir -p "$corpus" "$findings"
   log="build-fuzz/$target.log"
-  if "build-fuzz/tests/fuzz/$target" -max_total_time="$SECONDS_PER_TARGET" -timeout=10 \
+  if "build-fuzz/tests/fuzz/$target" -max_total_time="$SECONDS_PER_TARGET" -timeout="${FUZZ_TIMEOUT:-10}" \
        -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 -artifact_prefix="$findings/" \
        "$corpus" "tests/fuzz/corpus/$target" >"$log" 2>&1; then
     result=ok

@@ -277,7 +277,9 @@ void apply_file(Config& config, const std::string& path) {
   if (!documents) throw ConfigError("--config " + path + ": " + documents.error().message);
   const nlohmann::json root = documents->empty() ? nlohmann::json() : documents->front();
   if (!root.is_object()) throw ConfigError("--config " + path + ": expected a mapping of flag names");
-  for (const auto& [name, value] : root.items()) {
+  for (const auto& entry : root.items()) {
+    const std::string& name = entry.key();
+    const nlohmann::json& value = entry.value();
     if (name == "config") throw ConfigError("--config " + path + ": config files do not nest");
     const auto not_a_value = [&] {
       return ConfigError("--config " + path + ": " + name + ": expected a value or a list");

@@ -16,26 +16,13 @@ namespace dpa::storage {
 namespace {
 
 using testing::EventLog;
+using testing::MemoryBackend;
+using testing::SqliteBackend;
+using testing::Backends;
+using testing::BackendNames;
 using testing::TempDir;
 using testing::eventually;
 using testing::revisions_of;
-
-struct MemoryBackend {
-  static std::unique_ptr<StoreEngine> open(const std::string&, const StoreOptions& options) {
-    return std::make_unique<MemoryStore>(options);
-  }
-};
-
-struct SqliteBackend {
-  static std::unique_ptr<StoreEngine> open(const std::string& dir, const StoreOptions& options) {
-    auto store = SqliteStore::open(dir, options);
-    if (!store.ok()) {
-      ADD_FAILURE() << store.error().message;
-      return nullptr;
-    }
-    return std::move(store).value();
-  }
-};
 
 template <class Backend>
 class StoreSemanticsTest : public ::testing::Test {
@@ -52,14 +39,6 @@ class StoreSemanticsTest : public ::testing::Test {
   std::unique_ptr<StoreEngine> store_;
 };
 
-using Backends = ::testing::Types<MemoryBackend, SqliteBackend>;
-class BackendNames {
- public:
-  template <class T>
-  static std::string GetName(int) {
-    return std::is_same_v<T, MemoryBackend> ? "Memory" : "Sqlite";
-  }
-};
 TYPED_TEST_SUITE(StoreSemanticsTest, Backends, BackendNames);
 
 TYPED_TEST(StoreSemanticsTest, CrudAssignsIncreasingRevisions) {

@@ -1,7 +1,9 @@
-// Helpers shared by the storage tests: a self-deleting temporary directory, polling waits, and a
-// watch callback that records every event it receives.
+// Helpers shared by the storage tests: the two backends for typed tests, a self-deleting temporary
+// directory, polling waits, and a watch callback that records every event it receives.
 #pragma once
 
+#include "aggregator/storage/memory_store.h"
+#include "aggregator/storage/sqlite_store.h"
 #include "aggregator/storage/store.h"
 
 #include <gtest/gtest.h>
@@ -76,6 +78,32 @@ class EventLog {
   mutable std::mutex mutex_;
   std::vector<Event> events_;
   std::size_t calls_ = 0;
+};
+
+struct MemoryBackend {
+  static std::unique_ptr<StoreEngine> open(const std::string&, const StoreOptions& options) {
+    return std::make_unique<MemoryStore>(options);
+  }
+};
+
+struct SqliteBackend {
+  static std::unique_ptr<StoreEngine> open(const std::string& dir, const StoreOptions& options) {
+    auto store = SqliteStore::open(dir, options);
+    if (!store.ok()) {
+      ADD_FAILURE() << store.error().message;
+      return nullptr;
+    }
+    return std::move(store).value();
+  }
+};
+
+using Backends = ::testing::Types<MemoryBackend, SqliteBackend>;
+class BackendNames {
+ public:
+  template <class T>
+  static std::string GetName(int) {
+    return std::is_same_v<T, MemoryBackend> ? "Memory" : "Sqlite";
+  }
 };
 
 inline std::vector<int64_t> revisions_of(const std::vector<Event>& events) {
