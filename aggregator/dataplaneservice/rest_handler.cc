@@ -18,6 +18,7 @@
 #include <mutex>
 #include <random>
 #include <set>
+#include <stdexcept>
 
 namespace dpa::dataplaneservice {
 namespace {
@@ -34,28 +35,8 @@ constexpr const char* kUnsupportedBody =
     "the body of the request was in an unknown format - accepted media types include: "
     "application/json, application/yaml";
 
-std::string key_of(const std::string& name) { return std::string(kKeyPrefix) + name; }
-
 bool starts_with(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && s.substr(0, prefix.size()) == prefix;
-}
-
-api::Expected<json> object_from_record(const storage::Record& record) {
-  auto obj = json::parse(record.value, nullptr, false);
-  if (obj.is_discarded() || !obj.is_object()) {
-    return api::ApiError::internal("stored object " + record.key + " is not valid JSON");
-  }
-  if (!obj.contains("metadata") || !obj["metadata"].is_object()) obj["metadata"] = json::object();
-  obj["metadata"]["resourceVersion"] = std::to_string(record.mod_revision);
-  return obj;
-}
-
-std::string name_of(const json& object) {
-  if (object.is_object() && object.contains("metadata") && object["metadata"].is_object() &&
-      object["metadata"].contains("name") && object["metadata"]["name"].is_string()) {
-    return object["metadata"]["name"].get<std::string>();
-  }
-  return "";
 }
 
 api::ApiError store_error(const api::ApiError& e, const std::string& name) {
@@ -171,12 +152,37 @@ std::optional<int64_t> parse_int(const std::string& s) {
   return std::stoll(s);
 }
 
+// --- the watch cache's form of an object ---------------------------------------------------------
+
+// What the cache keeps of a stored object: the JSON served for it (resourceVersion set) and the
+// fields selectors read (metadata name, namespace and labels).
+storage::ObjectPtr cached_object(const storage::Record& record, int64_t resource_version) {
+  auto object = object_from_record(record, resource_version);
+  if (!object) return nullptr;
+  auto cached = std::make_shared<storage::CachedObject>();
+  cached->key = record.key;
+  cached->create_revision = record.create_revision;
+  cached->resource_version = resource_version;
+  cached->bytes = api::dump_json(*object);
+  json meta = json::object();
+  const json& stored = (*object)["metadata"];
+  for (const char* field : {"name", "namespace", "labels"}) {
+    if (stored.contains(field)) meta[field] = stored[field];
+  }
+  cached->selectable = {{"metadata", std::move(meta)}};
+  return cached;
+}
+
+json parse_cached(const std::string& bytes) { return json::parse(bytes, nullptr, false); }
+
 // --- watch ---------------------------------------------------------------------------------------
 
-// One watch stream: initial events (optional), then store events filtered by the selectors,
-// bookmarks, and a clean end at the timeout. Store callbacks arrive on the store's notification
-// thread, timers on the exchange's strand; `mu_` serialises them. The store Watch is cancelled on
-// the blocking executor (never from inside its own callback).
+// One watch stream: initial events (optional), then the cache's events filtered by the
+// selectors, bookmarks, and a clean end at the timeout. Cache events arrive on the store's
+// notification thread (or, for a backlog, on the thread that started the watch), timers on the
+// exchange's strand; `mu_` serialises them. Each event's JSON line is encoded once and the same
+// buffer is queued to every watcher that gets it. The cache Watch is cancelled on the blocking
+// executor (never from inside its own callback).
 class WatchSession : public std::enable_shared_from_this<WatchSession> {
  public:
   WatchSession(std::shared_ptr<http::Exchange> ex, boost::asio::any_io_executor blocking,
@@ -192,31 +198,38 @@ class WatchSession : public std::enable_shared_from_this<WatchSession> {
         timeout_timer_(ex_->executor()),
         bookmark_timer_(ex_->executor()) {}
 
-  bool matches(const json& object) const {
-    const json& meta = object["metadata"];
-    json labels = meta.is_object() && meta.contains("labels") ? meta["labels"] : json();
-    return labels_.matches(labels) && fields_.matches(object);
+  bool matches(const storage::CachedObject& object) const {
+    const json& meta = object.selectable["metadata"];
+    const json& labels = meta.contains("labels") ? meta["labels"] : null_;
+    return labels_.matches(labels) && fields_.matches(object.selectable);
   }
 
-  // Called before the store watch starts; no locking needed yet, but take it for uniformity.
-  void send_initial(const std::vector<json>& objects, int64_t revision, bool bookmark_end) {
+  // A watch from a resourceVersion: events go straight out as they arrive.
+  void start_at(int64_t revision) {
     std::lock_guard<std::mutex> lock(mu_);
-    for (const auto& o : objects) {
-      visible_.insert(name_of(o));
-      write_locked("ADDED", o);
-    }
     last_revision_ = revision;
+    started_ = true;
+  }
+
+  // A watch with initial events: the state, then whatever arrived meanwhile (held until now).
+  void send_initial(const storage::WatchCache::Snapshot& initial, bool bookmark_end) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (done_) return;
+    for (const auto& object : initial.objects) {
+      if (!matches(*object)) continue;
+      write_object_locked("ADDED", *object);
+      if (done_) return;
+    }
+    last_revision_ = initial.revision;
     if (bookmark_end) {
       write_raw_locked(api::encode_watch_event(
           "BOOKMARK",
-          api::bookmark_object(kApiVersion, kKind, std::to_string(revision), true)));
+          api::bookmark_object(kApiVersion, kKind, std::to_string(initial.revision), true)));
     }
-  }
-
-  void set_start(int64_t revision, std::set<std::string> visible) {
-    std::lock_guard<std::mutex> lock(mu_);
-    last_revision_ = revision;
-    visible_ = std::move(visible);
+    started_ = true;
+    std::vector<storage::EventPtr> held = std::move(held_);
+    held_.clear();
+    events_locked(held);
   }
 
   void attach(std::unique_ptr<storage::Watch> watch) {
@@ -229,43 +242,14 @@ class WatchSession : public std::enable_shared_from_this<WatchSession> {
     watch_ = std::move(watch);
   }
 
-  void on_events(const std::vector<storage::Event>& events) {
+  void on_events(const std::vector<storage::EventPtr>& events) {
     std::lock_guard<std::mutex> lock(mu_);
     if (done_) return;
-    for (const auto& ev : events) {
-      last_revision_ = std::max(last_revision_, ev.revision);
-      auto obj = object_from_record(ev.record);
-      if (!obj) continue;
-      if (ev.type == storage::EventType::kDeleted) {
-        (*obj)["metadata"]["resourceVersion"] = std::to_string(ev.revision);
-      }
-      std::string name = name_of(*obj);
-      bool match = matches(*obj);
-      bool was_visible = visible_.count(name) > 0;
-      switch (ev.type) {
-        case storage::EventType::kAdded:
-          if (match) {
-            visible_.insert(name);
-            write_locked("ADDED", *obj);
-          }
-          break;
-        case storage::EventType::kModified:
-          if (match) {
-            visible_.insert(name);
-            write_locked(was_visible ? "MODIFIED" : "ADDED", *obj);
-          } else if (was_visible) {
-            // The object left the selector: for this watcher it is gone.
-            visible_.erase(name);
-            write_locked("DELETED", *obj);
-          }
-          break;
-        case storage::EventType::kDeleted:
-          visible_.erase(name);
-          if (match || was_visible) write_locked("DELETED", *obj);
-          break;
-      }
-      if (done_) return;
+    if (!started_) {
+      held_.insert(held_.end(), events.begin(), events.end());
+      return;
     }
+    events_locked(events);
   }
 
   void start_timers(std::chrono::seconds timeout, std::chrono::seconds bookmark_interval,
@@ -281,6 +265,7 @@ class WatchSession : public std::enable_shared_from_this<WatchSession> {
   void send_error_and_stop(const api::ApiError& e) {
     {
       std::lock_guard<std::mutex> lock(mu_);
+      if (done_) return;
       write_raw_locked(api::encode_watch_event("ERROR", e.to_json()));
     }
     stop();
@@ -304,6 +289,93 @@ class WatchSession : public std::enable_shared_from_this<WatchSession> {
   }
 
  private:
+  // The encodings an event can go out with; memoized per event (CachedEvent::encoded).
+  enum Slot : std::size_t { kAddedSlot, kModifiedSlot, kDeletedSlot, kLeftSelectorSlot };
+
+  // kube's cacher: an event goes to a watcher when the object matches its selectors before or
+  // after the change; entering the selector is ADDED, leaving it DELETED (carrying the previous
+  // object at the event's resourceVersion). When the previous state is unknown (a catch-up from
+  // the store's history), a match is MODIFIED and a non-match DELETED.
+  void events_locked(const std::vector<storage::EventPtr>& events) {
+    for (const auto& event : events) {
+      last_revision_ = std::max(last_revision_, event->revision);
+      const storage::CachedObject& object = *event->object;
+      switch (event->type) {
+        case storage::EventType::kAdded:
+          if (matches(object)) write_event_locked(*event, kAddedSlot);
+          break;
+        case storage::EventType::kDeleted:
+          if (matches(object)) write_event_locked(*event, kDeletedSlot);
+          break;
+        case storage::EventType::kModified: {
+          const bool now = matches(object);
+          if (!event->prev_known) {
+            write_event_locked(*event, now ? kModifiedSlot : kDeletedSlot);
+            break;
+          }
+          const bool before = event->prev && matches(*event->prev);
+          if (now) {
+            write_event_locked(*event, before ? kModifiedSlot : kAddedSlot);
+          } else if (before) {
+            write_event_locked(*event, kLeftSelectorSlot);
+          }
+          break;
+        }
+      }
+      if (done_) return;
+    }
+  }
+
+  static const char* type_of(Slot slot) {
+    switch (slot) {
+      case kAddedSlot: return "ADDED";
+      case kModifiedSlot: return "MODIFIED";
+      default: return "DELETED";
+    }
+  }
+
+  // The object an event carries in `slot`, as served bytes.
+  static std::string object_bytes(const storage::CachedEvent& event, Slot slot) {
+    if (slot != kLeftSelectorSlot) return event.object->bytes;
+    json previous = parse_cached(event.prev->bytes);
+    previous["metadata"]["resourceVersion"] = std::to_string(event.revision);
+    return api::dump_json(previous);
+  }
+
+  void write_event_locked(const storage::CachedEvent& event, Slot slot) {
+    if (negotiated_.kind == api::MediaKind::kTable) {
+      return write_table_locked(type_of(slot), parse_cached(object_bytes(event, slot)));
+    }
+    auto line = event.encoded(slot, [&] { return watch_line(type_of(slot), object_bytes(event, slot)); });
+    if (!admit_locked(line->size())) return;
+    ex_->write_shared(std::move(line));
+  }
+
+  void write_object_locked(const char* type, const storage::CachedObject& object) {
+    if (negotiated_.kind == api::MediaKind::kTable) {
+      return write_table_locked(type, parse_cached(object.bytes));
+    }
+    write_raw_locked(watch_line(type, object.bytes));
+  }
+
+  // {"type":T,"object":O}\n, as api::encode_watch_event writes it, from already encoded bytes.
+  static std::string watch_line(const char* type, const std::string& object) {
+    std::string line;
+    line.reserve(object.size() + 32);
+    line.append(R"({"type":")").append(type).append(R"(","object":)").append(object);
+    line.append("}\n");
+    return line;
+  }
+
+  void write_table_locked(const char* type, const json& object) {
+    json table = api::make_table(negotiated_.table_api_version, table_columns(),
+                                 {table_row(object)}, include_,
+                                 api::string_field(object["metadata"], "resourceVersion"), "",
+                                 !table_headers_sent_);
+    table_headers_sent_ = true;
+    write_raw_locked(api::encode_watch_event(type, table));
+  }
+
   void schedule_bookmark(std::chrono::seconds interval) {
     auto self = shared_from_this();
     bookmark_timer_.expires_after(interval);
@@ -312,9 +384,9 @@ class WatchSession : public std::enable_shared_from_this<WatchSession> {
       {
         std::lock_guard<std::mutex> lock(self->mu_);
         if (self->done_) return;
-        // Every change up to the store's progress revision has been written already.
+        // Every change up to the watch's progress revision has been written already.
         int64_t rv = self->last_revision_;
-        if (self->watch_) rv = std::max(rv, self->watch_->progress_revision());
+        if (self->watch_ && self->started_) rv = std::max(rv, self->watch_->progress_revision());
         self->last_revision_ = rv;
         self->write_raw_locked(api::encode_watch_event(
             "BOOKMARK", api::bookmark_object(kApiVersion, kKind, std::to_string(rv), false)));
@@ -329,34 +401,25 @@ class WatchSession : public std::enable_shared_from_this<WatchSession> {
     boost::asio::post(blocking_, [shared] { shared->cancel(); });
   }
 
-  void write_locked(const char* type, const json& object) {
-    if (negotiated_.kind == api::MediaKind::kTable) {
-      json table = api::make_table(negotiated_.table_api_version, table_columns(),
-                                   {table_row(object)}, include_,
-                                   api::string_field(object["metadata"], "resourceVersion"), "",
-                                   !table_headers_sent_);
-      table_headers_sent_ = true;
-      write_raw_locked(api::encode_watch_event(type, table));
-    } else {
-      write_raw_locked(api::encode_watch_event(type, object));
-    }
+  // False (and the watcher cut off) when it is too far behind: its client re-watches from its
+  // last resourceVersion, and nobody else waits for it.
+  bool admit_locked(std::size_t bytes) {
+    if (ex_->pending_bytes() + bytes <= max_pending_) return true;
+    obs::warn("watch client too slow, closing", {{"pending_bytes", ex_->pending_bytes()}});
+    done_ = true;
+    auto watch = std::move(watch_);
+    cancel_on_blocking(std::move(watch));
+    auto self = shared_from_this();
+    boost::asio::post(ex_->executor(), [self] {
+      self->timeout_timer_.cancel();
+      self->bookmark_timer_.cancel();
+      self->ex_->finish();
+    });
+    return false;
   }
 
   void write_raw_locked(std::string line) {
-    if (ex_->pending_bytes() > max_pending_) {
-      // A watcher that cannot keep up is cut off; its client re-watches from its last RV.
-      obs::warn("watch client too slow, closing", {{"pending_bytes", ex_->pending_bytes()}});
-      done_ = true;
-      auto watch = std::move(watch_);
-      cancel_on_blocking(std::move(watch));
-      auto self = shared_from_this();
-      boost::asio::post(ex_->executor(), [self] {
-        self->timeout_timer_.cancel();
-        self->bookmark_timer_.cancel();
-        self->ex_->finish();
-      });
-      return;
-    }
+    if (!admit_locked(line.size())) return;
     ex_->write(std::move(line));
   }
 
@@ -369,12 +432,14 @@ class WatchSession : public std::enable_shared_from_this<WatchSession> {
   std::size_t max_pending_;
   boost::asio::steady_timer timeout_timer_;
   boost::asio::steady_timer bookmark_timer_;
+  const json null_;
 
   std::mutex mu_;
   bool done_ = false;
+  bool started_ = false;  // initial events written (or none asked for)
+  std::vector<storage::EventPtr> held_;  // events that arrived before the initial ones were out
   bool table_headers_sent_ = false;
   int64_t last_revision_ = 0;
-  std::set<std::string> visible_;
   std::unique_ptr<storage::Watch> watch_;
 };
 
@@ -382,7 +447,14 @@ class WatchSession : public std::enable_shared_from_this<WatchSession> {
 
 RestHandler::RestHandler(storage::Store& store, boost::asio::any_io_executor blocking,
                          RestOptions options)
-    : store_(store), blocking_(std::move(blocking)), options_(options) {}
+    : store_(store), blocking_(std::move(blocking)), options_(options) {
+  auto cache = storage::WatchCache::start(store_, kKeyPrefix, cached_object);
+  // The cache lists the store's memory and registers a watch: neither fails on an open store.
+  if (!cache) throw std::runtime_error("watch cache: " + cache.error().message);
+  cache_ = std::move(cache).value();
+}
+
+RestHandler::~RestHandler() = default;
 
 bool RestHandler::serves(std::string_view path) const {
   auto under = [&](std::string_view prefix) {
@@ -577,24 +649,22 @@ void RestHandler::handle_list(const std::shared_ptr<http::Exchange>& ex, bool fo
   auto include = api::parse_include_object(ex->query_param("includeObject"));
   if (!include) return respond_error(ex, include.error());
 
-  storage::ListOptions opts;
-  opts.prefix = kKeyPrefix;
-  int64_t list_rv = 0;
+  // Which state to list: at a continue token's revision, at an Exact resourceVersion (both from
+  // the cache's ring: 410 once it is older), or the current state once the cache has caught up
+  // with the store (resourceVersion unset: every acknowledged write; N: at least N; 0: any).
+  ListPlan plan;
+  plan.labels = std::move(*labels);
+  plan.fields = std::move(*fields);
+  plan.negotiated = *negotiated;
+  plan.include = *include;
+  plan.limit = req.limit;
+  int64_t fresh_at = 0;
   if (!req.continue_token.empty()) {
     auto token = api::decode_continue(req.continue_token);
     if (!token) return respond_error(ex, token.error());
-    if (token->resource_version < store_.compacted_revision()) {
-      return respond_error(
-          ex, api::ApiError::expired(
-                  "The provided continue parameter is too old to display a consistent list "
-                  "result. You can start a new list without the continue parameter, or use the "
-                  "continue token in this response to retrieve the remainder of the results. "
-                  "Continuing with the provided token results in an inconsistent list - objects "
-                  "that were created, modified, or deleted between the time the first chunk was "
-                  "returned and now may show up in the list."));
-    }
-    opts.start_after = token->start_after;
-    list_rv = token->resource_version;
+    plan.revision = token->resource_version;
+    plan.start_after = token->start_after;
+    plan.continuing = true;
   } else if (!req.resource_version.empty()) {
     int64_t rv = *api::parse_resource_version(req.resource_version);
     int64_t current = store_.current_revision();
@@ -609,36 +679,54 @@ void RestHandler::handle_list(const std::shared_ptr<http::Exchange>& ex, bool fo
     }
     bool exact = req.resource_version_match == "Exact" ||
                  (req.resource_version_match.empty() && req.limit > 0 && rv != 0);
-    // An exact read must show the state at `rv`. Lists are served from the current state only,
-    // so a revision that has since changed is answered as kube-apiserver answers a compacted one
-    // (410 Gone: the client relists), never with newer objects under the old revision.
-    if (exact && rv < current) {
-      const int64_t oldest = std::max(store_.compacted_revision() + 1, current);
-      return respond_error(ex, api::ApiError::expired("too old resource version: " +
-                                                      std::to_string(rv) + " (" +
-                                                      std::to_string(oldest) + ")"));
+    if (exact) {
+      plan.revision = rv;
     }
+    fresh_at = rv;
+  } else {
+    fresh_at = store_.current_revision();
   }
-  auto listed = store_.list(opts);
-  if (!listed) return respond_error(ex, listed.error());
-  if (list_rv == 0) list_rv = listed->revision;
+  auto run = [this, ex, plan = std::move(plan)] { serve_list(ex, plan); };
+  if (fresh_at == 0) return run();
+  cache_->when_fresh(fresh_at, [ex, run = std::move(run)]() mutable {
+    boost::asio::post(ex->executor(), std::move(run));
+  });
+}
 
-  std::vector<json> items;
+void RestHandler::serve_list(const std::shared_ptr<http::Exchange>& ex, const ListPlan& plan) {
+  auto listed = cache_->list(plan.revision, plan.start_after);
+  if (!listed) {
+    if (plan.continuing && listed.error().code == 410) {
+      return respond_error(
+          ex, api::ApiError::expired(
+                  "The provided continue parameter is too old to display a consistent list "
+                  "result. You can start a new list without the continue parameter, or use the "
+                  "continue token in this response to retrieve the remainder of the results. "
+                  "Continuing with the provided token results in an inconsistent list - objects "
+                  "that were created, modified, or deleted between the time the first chunk was "
+                  "returned and now may show up in the list."));
+    }
+    return respond_error(ex, listed.error());
+  }
+  const int64_t list_rv = listed->revision;
+  std::vector<const storage::CachedObject*> items;
   std::string continue_key;
   std::size_t remaining = 0;
   bool counting = false;
-  for (const auto& rec : listed->items) {
-    auto obj = object_from_record(rec);
-    if (!obj) continue;
-    json labels_json = (*obj)["metadata"].contains("labels") ? (*obj)["metadata"]["labels"] : json();
-    if (!labels->matches(labels_json) || !fields->matches(*obj)) continue;
+  const json null_labels;
+  for (const auto& object : listed->objects) {
+    const json& meta = object->selectable["metadata"];
+    if (!plan.labels.matches(meta.contains("labels") ? meta["labels"] : null_labels) ||
+        !plan.fields.matches(object->selectable)) {
+      continue;
+    }
     if (counting) {
       ++remaining;
       continue;
     }
-    items.push_back(std::move(*obj));
-    if (req.limit > 0 && static_cast<int64_t>(items.size()) == req.limit) {
-      continue_key = rec.key;
+    items.push_back(object.get());
+    if (plan.limit > 0 && static_cast<int64_t>(items.size()) == plan.limit) {
+      continue_key = object->key;
       counting = true;
     }
   }
@@ -646,22 +734,42 @@ void RestHandler::handle_list(const std::shared_ptr<http::Exchange>& ex, bool fo
   if (counting && remaining > 0) {
     continue_token = api::encode_continue({list_rv, continue_key});
   }
-  if (negotiated->kind == api::MediaKind::kTable) {
+  if (plan.negotiated.kind == api::MediaKind::kTable) {
     std::vector<api::TableRow> rows;
-    for (const auto& o : items) rows.push_back(table_row(o));
+    for (const auto* o : items) rows.push_back(table_row(parse_cached(o->bytes)));
     return respond_json(ex, 200,
-                        api::make_table(negotiated->table_api_version, table_columns(), rows,
-                                        *include, std::to_string(list_rv), continue_token),
-                        *negotiated);
+                        api::make_table(plan.negotiated.table_api_version, table_columns(), rows,
+                                        plan.include, std::to_string(list_rv), continue_token),
+                        plan.negotiated);
   }
   json meta = {{"resourceVersion", std::to_string(list_rv)}};
   if (!continue_token.empty()) {
     meta["continue"] = continue_token;
-    if (labels->empty() && fields->empty()) meta["remainingItemCount"] = remaining;
+    if (plan.labels.empty() && plan.fields.empty()) meta["remainingItemCount"] = remaining;
   }
-  json list = {{"kind", kListKind}, {"apiVersion", kApiVersion}, {"metadata", meta},
-               {"items", items}};
-  respond_json(ex, 200, list, *negotiated);
+  if (plan.negotiated.kind == api::MediaKind::kYaml) {
+    json list_items = json::array();
+    for (const auto* o : items) list_items.push_back(parse_cached(o->bytes));
+    json list = {{"kind", kListKind}, {"apiVersion", kApiVersion}, {"metadata", meta},
+                 {"items", std::move(list_items)}};
+    return respond_json(ex, 200, list, plan.negotiated);
+  }
+  // JSON: the cached bytes of each item, joined (the keys in nlohmann's order, as any other
+  // response of ours).
+  std::size_t size = 128;
+  for (const auto* o : items) size += o->bytes.size() + 1;
+  http::Response r;
+  r.status = 200;
+  r.headers.emplace_back("Content-Type", plan.negotiated.content_type());
+  r.body.reserve(size);
+  r.body.append(R"({"apiVersion":")").append(kApiVersion).append(R"(","items":[)");
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) r.body.push_back(',');
+    r.body.append(items[i]->bytes);
+  }
+  r.body.append(R"(],"kind":")").append(kListKind).append(R"(","metadata":)");
+  r.body.append(api::dump_json(meta)).append("}");
+  ex->respond(std::move(r));
 }
 
 void RestHandler::handle_watch(const std::shared_ptr<http::Exchange>& ex,
@@ -689,48 +797,38 @@ void RestHandler::handle_watch(const std::shared_ptr<http::Exchange>& ex,
   bool send_initial = req.send_initial_events.has_value()
                           ? *req.send_initial_events
                           : (req.resource_version.empty() || rv == 0);
-  int64_t start = 0;
-  if (send_initial) {
-    storage::ListOptions opts;
-    opts.prefix = kKeyPrefix;
-    auto listed = store_.list(opts);
-    if (!listed) return session->send_error_and_stop(listed.error());
-    std::vector<json> initial;
-    for (const auto& rec : listed->items) {
-      auto obj = object_from_record(rec);
-      if (obj && session->matches(*obj)) initial.push_back(std::move(*obj));
-    }
-    start = listed->revision;
-    // Watch-list (sendInitialEvents=true) ends its initial state with an annotated bookmark.
-    session->send_initial(initial, start, req.send_initial_events.value_or(false));
-  } else {
-    int64_t current = store_.current_revision();
-    start = std::min(rv, current);
-    if (start < store_.compacted_revision()) {
-      return session->send_error_and_stop(api::ApiError::expired(
-          "too old resource version: " + std::to_string(rv) + " (" +
-          std::to_string(store_.compacted_revision() + 1) + ")"));
-    }
-    // Which objects this watcher already knows (for "left the selector" DELETED events).
-    std::set<std::string> visible;
-    storage::ListOptions opts;
-    opts.prefix = kKeyPrefix;
-    if (auto listed = store_.list(opts)) {
-      for (const auto& rec : listed->items) {
-        auto obj = object_from_record(rec);
-        if (obj && rec.create_revision <= start && session->matches(*obj)) {
-          visible.insert(name_of(*obj));
-        }
-      }
-    }
-    session->set_start(start, std::move(visible));
-  }
   std::weak_ptr<WatchSession> weak = session;
-  auto watch = store_.watch(kKeyPrefix, start, [weak](const std::vector<storage::Event>& events) {
+  storage::WatchCache::Sink sink = [weak](const std::vector<storage::EventPtr>& events) {
     if (auto s = weak.lock()) s->on_events(events);
-  });
-  if (!watch) return session->send_error_and_stop(watch.error());
-  session->attach(std::move(*watch));
+  };
+  storage::WatchCache::ErrorSink on_error = [weak](const api::ApiError& e) {
+    if (auto s = weak.lock()) s->send_error_and_stop(e);
+  };
+  if (send_initial) {
+    // The initial state is the current one: with resourceVersion unset, once the cache holds
+    // every acknowledged write (as a list would); with "0", whatever the cache has.
+    const bool bookmark_end = req.send_initial_events.value_or(false);
+    auto begin = [this, session, sink, on_error, bookmark_end] {
+      storage::WatchCache::Snapshot initial;
+      auto watch = cache_->watch(0, sink, on_error, &initial);
+      if (!watch) return session->send_error_and_stop(watch.error());
+      session->attach(std::move(*watch));
+      session->send_initial(initial, bookmark_end);
+    };
+    if (!req.resource_version.empty()) {
+      begin();
+    } else {
+      cache_->when_fresh(store_.current_revision(), [ex, begin = std::move(begin)]() mutable {
+        boost::asio::post(ex->executor(), std::move(begin));
+      });
+    }
+  } else {
+    int64_t start = std::min(rv, store_.current_revision());
+    session->start_at(start);
+    auto watch = cache_->watch(start, sink, on_error);
+    if (!watch) return session->send_error_and_stop(watch.error());
+    session->attach(std::move(*watch));
+  }
 
   std::chrono::seconds timeout;
   if (req.timeout_seconds && *req.timeout_seconds > 0) {

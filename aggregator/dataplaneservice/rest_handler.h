@@ -11,7 +11,11 @@
 #include "aggregator/apimachinery/request_options.h"
 #include "aggregator/apimachinery/status.h"
 #include "aggregator/http/exchange.h"
+#include "aggregator/apimachinery/negotiation.h"
+#include "aggregator/apimachinery/selectors.h"
+#include "aggregator/apimachinery/table.h"
 #include "aggregator/storage/store.h"
+#include "aggregator/storage/watch_cache.h"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <nlohmann/json.hpp>
@@ -54,7 +58,9 @@ struct WriteRequest {
 
 class RestHandler {
  public:
+  // Starts the watch cache over `store` (lists and watches are served from it).
   RestHandler(storage::Store& store, boost::asio::any_io_executor blocking, RestOptions options);
+  ~RestHandler();
 
   // /api, /api/*, /apis/aggregation.grafana.app[/...], /openapi/v3[/...], /openapi/v2.
   bool serves(std::string_view path) const;
@@ -89,12 +95,25 @@ class RestHandler {
   api::Expected<nlohmann::json> get(const std::string& name) const;
 
  private:
+  // A list, parsed and checked, waiting for the cache to be fresh enough.
+  struct ListPlan {
+    api::LabelSelector labels;
+    api::FieldSelector fields;
+    api::Negotiated negotiated;
+    api::IncludeObject include{};
+    int64_t limit = 0;
+    int64_t revision = 0;  // 0: the cache's current state
+    std::string start_after;
+    bool continuing = false;
+  };
+
   void handle_discovery(const std::shared_ptr<http::Exchange>& ex, std::string_view path);
   void handle_openapi(const std::shared_ptr<http::Exchange>& ex, std::string_view path);
   void handle_list(const std::shared_ptr<http::Exchange>& ex, bool force_watch,
                    const std::string& single_name);
   void handle_watch(const std::shared_ptr<http::Exchange>& ex, const api::ListRequest& request,
                     const std::string& label_selector, const std::string& field_selector);
+  void serve_list(const std::shared_ptr<http::Exchange>& ex, const ListPlan& plan);
   void handle_get(const std::shared_ptr<http::Exchange>& ex, const std::string& name);
   void handle_write(const std::shared_ptr<http::Exchange>& ex, const std::string& verb,
                     const std::string& name, bool status);
@@ -108,6 +127,7 @@ class RestHandler {
   storage::Store& store_;
   boost::asio::any_io_executor blocking_;
   RestOptions options_;
+  std::unique_ptr<storage::WatchCache> cache_;
 };
 
 }  // namespace dpa::dataplaneservice

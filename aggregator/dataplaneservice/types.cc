@@ -395,6 +395,30 @@ void prune_unknown_fields(nlohmann::json& object) {
   }
 }
 
+std::string key_of(const std::string& name) { return std::string(kKeyPrefix) + name; }
+
+std::string name_of(const nlohmann::json& object) {
+  if (object.is_object() && object.contains("metadata") && object["metadata"].is_object() &&
+      object["metadata"].contains("name") && object["metadata"]["name"].is_string()) {
+    return object["metadata"]["name"].get<std::string>();
+  }
+  return "";
+}
+
+api::Expected<nlohmann::json> object_from_record(const storage::Record& record,
+                                                 int64_t resource_version) {
+  auto object = nlohmann::json::parse(record.value, nullptr, false);
+  if (object.is_discarded() || !object.is_object()) {
+    return api::ApiError::internal("stored object " + record.key + " is not valid JSON");
+  }
+  if (!object.contains("metadata") || !object["metadata"].is_object()) {
+    object["metadata"] = nlohmann::json::object();
+  }
+  object["metadata"]["resourceVersion"] =
+      std::to_string(resource_version != 0 ? resource_version : record.mod_revision);
+  return object;
+}
+
 namespace {
 
 const char* json_type_name(const nlohmann::json& v) {

@@ -4,6 +4,7 @@
 
 #include "aggregator/apimachinery/object_meta.h"
 #include "aggregator/apimachinery/status.h"
+#include "aggregator/storage/store.h"
 
 #include <nlohmann/json.hpp>
 
@@ -20,6 +21,16 @@ inline constexpr const char* kResource = "dataplaneservices";
 inline constexpr const char* kSingular = "dataplaneservice";
 // Storage key prefix; the key of an object is kKeyPrefix + metadata.name.
 inline constexpr const char* kKeyPrefix = "/registry/aggregation.grafana.app/dataplaneservices/";
+
+// The storage form: an object is stored under key_of(metadata.name) as its JSON without
+// metadata.resourceVersion, which is the record's mod_revision.
+std::string key_of(const std::string& name);
+// metadata.name, or "" when absent or not a string.
+std::string name_of(const nlohmann::json& object);
+// The object as served: the stored JSON with metadata.resourceVersion set to `resource_version`
+// (the record's mod_revision when 0). 500 when the stored value is not a JSON object.
+api::Expected<nlohmann::json> object_from_record(const storage::Record& record,
+                                                 int64_t resource_version = 0);
 
 // One spec.services[] entry.
 struct Service {

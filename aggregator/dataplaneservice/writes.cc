@@ -17,21 +17,11 @@ using nlohmann::json;
 const std::string kApiVersion = std::string(kGroup) + "/" + kVersion;
 constexpr int kMaxWriteAttempts = 5;
 
-std::string key_of(const std::string& name) { return std::string(kKeyPrefix) + name; }
-
 json& meta_of(json& object) {
   if (!object.contains("metadata") || !object["metadata"].is_object()) {
     object["metadata"] = json::object();
   }
   return object["metadata"];
-}
-
-std::string name_of(const json& object) {
-  if (object.is_object() && object.contains("metadata") && object["metadata"].is_object() &&
-      object["metadata"].contains("name") && object["metadata"]["name"].is_string()) {
-    return object["metadata"]["name"].get<std::string>();
-  }
-  return "";
 }
 
 std::string string_at(const json& object, const char* a, const char* b) {
@@ -40,15 +30,6 @@ std::string string_at(const json& object, const char* a, const char* b) {
     return object[a][b].get<std::string>();
   }
   return "";
-}
-
-api::Expected<json> object_from_record(const storage::Record& record) {
-  auto obj = json::parse(record.value, nullptr, false);
-  if (obj.is_discarded() || !obj.is_object()) {
-    return api::ApiError::internal("stored object " + record.key + " is not valid JSON");
-  }
-  meta_of(obj)["resourceVersion"] = std::to_string(record.mod_revision);
-  return obj;
 }
 
 std::string stored_value(json object) {

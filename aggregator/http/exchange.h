@@ -102,6 +102,9 @@ class Exchange {
   // Queues a chunk; done(ok) once it is handed to the socket (ok=false: client gone). Flushes
   // each chunk immediately (watch events must arrive as they happen).
   virtual void write(std::string chunk, std::function<void(bool ok)> done = {}) = 0;
+  // The same for a buffer shared with other streams (one encoded watch event queued to many
+  // watchers): the connection keeps a reference to it, not a copy.
+  virtual void write_shared(std::shared_ptr<const std::string> chunk) { write(*chunk); }
   // Bytes queued but not yet written: streams fanned out to slow clients use it to shed them.
   virtual std::size_t pending_bytes() const = 0;
   // Ends the stream (terminating chunk); the connection is then reused or closed.

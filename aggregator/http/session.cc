@@ -204,6 +204,13 @@ class ServerExchange final : public Exchange,
       self->session_->write_chunk(self, std::move(chunk), std::move(done));
     });
   }
+  void write_shared(std::shared_ptr<const std::string> chunk) override {
+    pending_bytes_.fetch_add(chunk->size(), std::memory_order_relaxed);
+    auto self = this->shared_from_this();
+    net::dispatch(executor_, [self, chunk = std::move(chunk)]() mutable {
+      self->session_->write_shared_chunk(self, std::move(chunk));
+    });
+  }
   std::size_t pending_bytes() const override {
     return pending_bytes_.load(std::memory_order_relaxed);
   }
@@ -808,35 +815,56 @@ class Session final : public SessionControl, public std::enable_shared_from_this
     do_write();
   }
 
+  // A piece of output queued for the socket.
+  struct Pending {
+    std::string data;
+    std::function<void(bool)> done;
+    std::size_t counted = 0;  // bytes subtracted from pending_bytes when written
+    std::shared_ptr<const std::string> shared;  // written instead of `data` when set
+
+    std::string_view bytes() const { return shared ? std::string_view(*shared) : data; }
+  };
+
   void write_chunk(const ExchangePtr& ex, std::string chunk, std::function<void(bool)> done) {
+    queue_chunk(ex, Pending{std::move(chunk), std::move(done), 0, nullptr});
+  }
+
+  void write_shared_chunk(const ExchangePtr& ex, std::shared_ptr<const std::string> chunk) {
+    queue_chunk(ex, Pending{{}, {}, 0, std::move(chunk)});
+  }
+
+  void queue_chunk(const ExchangePtr& ex, Pending chunk) {
+    const std::size_t size = chunk.bytes().size();
     if (ex != current_ || ex->closed_ || closed_ || !ex->streaming_ || ex->response_complete_) {
-      ex->pending_bytes_.fetch_sub(chunk.size(), std::memory_order_relaxed);
-      if (done) net::post(ex->executor_, [done = std::move(done)] { done(false); });
+      ex->pending_bytes_.fetch_sub(size, std::memory_order_relaxed);
+      if (chunk.done) net::post(ex->executor_, [done = std::move(chunk.done)] { done(false); });
       return;
     }
-    std::size_t size = chunk.size();
     if (!ex->body_allowed_ || size == 0) {
       ex->pending_bytes_.fetch_sub(size, std::memory_order_relaxed);
-      if (done) net::post(ex->executor_, [done = std::move(done)] { done(true); });
+      if (chunk.done) net::post(ex->executor_, [done = std::move(chunk.done)] { done(true); });
       return;
     }
     ex->body_bytes_ += size;
+    chunk.counted = size;
     if (ex->chunked_) {
       std::string prefix;
       append_hex(prefix, size);
       prefix.append("\r\n");
       if (size <= 512) {
         // Small events: one buffer, fewer iovecs.
-        prefix.append(chunk);
+        prefix.append(chunk.bytes());
         prefix.append("\r\n");
-        queue_.push_back({std::move(prefix), std::move(done), size});
+        queue_.push_back({std::move(prefix), std::move(chunk.done), size});
       } else {
+        auto done = std::move(chunk.done);
+        chunk.done = nullptr;
         queue_.push_back({std::move(prefix), {}, 0});
-        queue_.push_back({std::move(chunk), {}, size});
+        queue_.push_back(std::move(chunk));
         queue_.push_back({"\r\n", std::move(done), 0});
       }
     } else {
-      queue_.push_back({std::move(chunk), std::move(done), size});
+      queue_.push_back(std::move(chunk));
     }
     do_write();
   }
@@ -857,18 +885,12 @@ class Session final : public SessionControl, public std::enable_shared_from_this
                std::function<void(std::unique_ptr<ByteStream>)> done);
 
   // --- writing ---------------------------------------------------------------------------------
-  struct Pending {
-    std::string data;
-    std::function<void(bool)> done;
-    std::size_t counted = 0;  // bytes subtracted from pending_bytes when written
-  };
-
   void do_write() {
     if (write_in_flight_ || queue_.empty() || closed_) return;
     write_in_flight_ = true;
     writing_.swap(queue_);
     gather_.clear();
-    for (const auto& p : writing_) gather_.emplace_back(p.data.data(), p.data.size());
+    for (const auto& p : writing_) gather_.emplace_back(p.bytes().data(), p.bytes().size());
     net::async_write(stream_, gather_,
                      [self = this->shared_from_this()](error_code ec, std::size_t) {
                        self->on_write(ec);

@@ -255,9 +255,12 @@ api::Expected<WatchCache::Snapshot> WatchCache::list(int64_t revision,
     return api::ApiError::timeout("Too large resource version: " + std::to_string(revision) +
                                   ", current: " + std::to_string(revision_));
   }
-  if (revision < oldest_) {
+  // The store's compaction bounds what is served as well: history is kept as long as the
+  // operator configured, the same with or without the cache.
+  const int64_t oldest = std::max(oldest_, store_.compacted_revision());
+  if (revision < oldest) {
     return api::ApiError::expired("too old resource version: " + std::to_string(revision) + " (" +
-                                  std::to_string(oldest_) + ")");
+                                  std::to_string(oldest) + ")");
   }
   snapshot.revision = revision;
   // The state at `revision`: the current one with every later event undone. Walking the ring
@@ -298,7 +301,7 @@ api::Expected<std::unique_ptr<Watch>> WatchCache::watch(int64_t after_revision, 
       for (const auto& [key, object] : objects_) initial->objects.push_back(object);
       after_revision = revision_;
     }
-    in_ring = after_revision >= oldest_;
+    in_ring = after_revision >= oldest_ && after_revision >= store_.compacted_revision();
     if (in_ring) {
       auto first = std::upper_bound(
           ring_.begin(), ring_.end(), after_revision,

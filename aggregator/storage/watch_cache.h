@@ -121,14 +121,15 @@ class WatchCache {
   void when_fresh(int64_t revision, std::function<void()> ready);
 
   // The objects whose key sorts after `start_after`, as they were at `revision` (0: now).
-  // 410 Expired when `revision` is older than the ring, 504 when newer than the cache.
+  // 410 Expired when `revision` is older than the ring or compacted in the store, 504 when
+  // newer than the cache.
   api::Expected<Snapshot> list(int64_t revision = 0, const std::string& start_after = "") const;
 
   // Delivers every change after `after_revision`: the ring's events, then live ones. With
   // `initial`, the current state is copied there and the watch starts at its revision instead.
   // Older than the ring: the events come from the store's retained history, through a store
   // watch this watcher alone uses, started on the cache's catch-up thread (never the caller's);
-  // their prev is unknown. Older than the store's history: 410 Expired.
+  // their prev is unknown. Compacted in the store: 410 Expired, even when the ring still has it.
   // The returned Watch must not be cancelled from inside `sink`.
   api::Expected<std::unique_ptr<Watch>> watch(int64_t after_revision, Sink sink,
                                               ErrorSink on_error, Snapshot* initial = nullptr);

@@ -498,6 +498,133 @@ TEST_F(RestHandlerTest, WatchSelectorMoveOutIsDeleted) {
   ex->close_client();
 }
 
+TEST_F(RestHandlerTest, WatchFromARetainedRevisionReplaysExactlyTheMissedEventsInOrder) {
+  auto first = create("m1.example.com");
+  const std::string rv = first.body["metadata"]["resourceVersion"];
+  create("m2.example.com");
+  call("PATCH", kBase + "/v1.m1.example.com", R"({"spec":{"pluginID":"after"}})",
+       {{"Content-Type", "application/merge-patch+json"}});
+  call("DELETE", kBase + "/v1.m2.example.com");
+  const int64_t deleted_at = store_->current_revision();
+  auto ex = exchange("GET", kBase + "?watch=1&resourceVersion=" + rv);
+  handler_->handle(ex);
+  ASSERT_TRUE(ex->wait_lines(3));
+  create("m3.example.com");
+  ASSERT_TRUE(ex->wait_lines(4));
+  auto ev = events(*ex);
+  ASSERT_EQ(ev.size(), 4u);
+  EXPECT_EQ(ev[0]["type"], "ADDED");
+  EXPECT_EQ(ev[0]["object"]["metadata"]["name"], "v1.m2.example.com");
+  EXPECT_EQ(ev[1]["type"], "MODIFIED");
+  EXPECT_EQ(ev[1]["object"]["spec"]["pluginID"], "after");
+  EXPECT_EQ(ev[2]["type"], "DELETED");
+  EXPECT_EQ(ev[2]["object"]["metadata"]["resourceVersion"], std::to_string(deleted_at));
+  EXPECT_EQ(ev[3]["type"], "ADDED");
+  EXPECT_EQ(ev[3]["object"]["metadata"]["name"], "v1.m3.example.com");
+  for (std::size_t i = 1; i < ev.size(); ++i) {
+    EXPECT_LT(std::stoll(ev[i - 1]["object"]["metadata"]["resourceVersion"].get<std::string>()),
+              std::stoll(ev[i]["object"]["metadata"]["resourceVersion"].get<std::string>()));
+  }
+  ex->close_client();
+}
+
+TEST_F(RestHandlerTest, ASelectorWatchFromARevisionSeesObjectsEnterAndLeave) {
+  // No initial state: whether an object was visible is decided from the event's previous
+  // object, not from a per-watcher list of names.
+  create("in.example.com", R"(,"labels":{"team":"a"})");
+  create("out.example.com", R"(,"labels":{"team":"b"})");
+  auto ex = exchange("GET", kBase + "?watch=1&labelSelector=team%3Da&resourceVersion=" +
+                                std::to_string(store_->current_revision()));
+  handler_->handle(ex);
+  call("PATCH", kBase + "/v1.in.example.com", R"({"metadata":{"labels":{"team":"b"}}})",
+       {{"Content-Type", "application/merge-patch+json"}});
+  const int64_t left_at = store_->current_revision();
+  call("PATCH", kBase + "/v1.out.example.com", R"({"spec":{"pluginID":"unseen"}})",
+       {{"Content-Type", "application/merge-patch+json"}});
+  call("PATCH", kBase + "/v1.out.example.com", R"({"metadata":{"labels":{"team":"a"}}})",
+       {{"Content-Type", "application/merge-patch+json"}});
+  call("PATCH", kBase + "/v1.out.example.com", R"({"spec":{"pluginID":"seen"}})",
+       {{"Content-Type", "application/merge-patch+json"}});
+  call("DELETE", kBase + "/v1.in.example.com");  // not visible any more: no event
+  call("DELETE", kBase + "/v1.out.example.com");
+  ASSERT_TRUE(ex->wait_lines(4));
+  auto ev = events(*ex);
+  ASSERT_EQ(ev.size(), 4u);
+  // Leaving: DELETED with the object as the watcher last saw it, at the event's revision.
+  EXPECT_EQ(ev[0]["type"], "DELETED");
+  EXPECT_EQ(ev[0]["object"]["metadata"]["name"], "v1.in.example.com");
+  EXPECT_EQ(ev[0]["object"]["metadata"]["labels"]["team"], "a");
+  EXPECT_EQ(ev[0]["object"]["metadata"]["resourceVersion"], std::to_string(left_at));
+  EXPECT_EQ(ev[1]["type"], "ADDED");
+  EXPECT_EQ(ev[1]["object"]["metadata"]["name"], "v1.out.example.com");
+  EXPECT_EQ(ev[1]["object"]["spec"]["pluginID"], "unseen");
+  EXPECT_EQ(ev[2]["type"], "MODIFIED");
+  EXPECT_EQ(ev[2]["object"]["spec"]["pluginID"], "seen");
+  EXPECT_EQ(ev[3]["type"], "DELETED");
+  EXPECT_EQ(ev[3]["object"]["metadata"]["name"], "v1.out.example.com");
+  ex->close_client();
+}
+
+TEST_F(RestHandlerTest, AStalledWatcherIsCutOffWhileTheOthersKeepReceiving) {
+  TearDown();
+  RestOptions rest;
+  rest.max_watch_pending_bytes = 64 << 10;
+  make(storage::StoreOptions{}, rest);
+  const std::string rv = std::to_string(store_->current_revision());
+  std::vector<std::shared_ptr<FakeExchange>> watchers;
+  for (int i = 0; i < 100; ++i) {
+    watchers.push_back(exchange("GET", kBase + "?watch=1&resourceVersion=" + rv));
+    handler_->handle(watchers.back());
+  }
+  auto stalled = exchange("GET", kBase + "?watch=1&resourceVersion=" + rv);
+  handler_->handle(stalled);
+  create("s0.example.com");
+  ASSERT_TRUE(stalled->wait_lines(1));
+  // Its client stops reading: 64 KiB are waiting in its socket buffers.
+  stalled->set_pending_bytes(64 << 10);
+  for (int i = 1; i < 20; ++i) create("s" + std::to_string(i) + ".example.com");
+  EXPECT_TRUE(stalled->wait_finished());
+  EXPECT_EQ(stalled->lines().size(), 1u);
+  for (auto& w : watchers) {
+    ASSERT_TRUE(w->wait_lines(20));
+    EXPECT_FALSE(w->finished());
+    w->close_client();
+  }
+}
+
+TEST_F(RestHandlerTest, ListsAtAPastRevisionAndPagesFromASnapshot) {
+  create("p1.example.com");
+  create("p3.example.com");
+  const std::string then = std::to_string(store_->current_revision());
+  call("PATCH", kBase + "/v1.p1.example.com", R"({"spec":{"pluginID":"later"}})",
+       {{"Content-Type", "application/merge-patch+json"}});
+  // Exact: the state at that revision, not the current one.
+  auto exact = call("GET", kBase + "?resourceVersion=" + then + "&resourceVersionMatch=Exact");
+  ASSERT_EQ(exact.status, 200) << exact.raw;
+  EXPECT_EQ(exact.body["metadata"]["resourceVersion"], then);
+  ASSERT_EQ(exact.body["items"].size(), 2u);
+  EXPECT_EQ(exact.body["items"][0]["spec"]["pluginID"], "p");
+
+  // A paged list continues from the first page's snapshot: objects created, changed or deleted
+  // after it do not show.
+  auto page1 = call("GET", kBase + "?limit=1");
+  ASSERT_EQ(page1.status, 200);
+  ASSERT_EQ(page1.body["items"].size(), 1u);
+  const std::string token = page1.body["metadata"]["continue"];
+  create("p2.example.com");
+  call("PATCH", kBase + "/v1.p3.example.com", R"({"spec":{"pluginID":"later"}})",
+       {{"Content-Type", "application/merge-patch+json"}});
+  auto page2 = call("GET", kBase + "?limit=5&continue=" + token);
+  ASSERT_EQ(page2.status, 200) << page2.raw;
+  ASSERT_EQ(page2.body["items"].size(), 1u);
+  EXPECT_EQ(page2.body["items"][0]["metadata"]["name"], "v1.p3.example.com");
+  EXPECT_EQ(page2.body["items"][0]["spec"]["pluginID"], "p");
+  EXPECT_EQ(page2.body["metadata"]["resourceVersion"], page1.body["metadata"]["resourceVersion"]);
+  // And a list right after a write sees it (a consistent read).
+  create("p4.example.com");
+  EXPECT_EQ(call("GET", kBase).body["items"].size(), 4u);
+}
+
 TEST_F(RestHandlerTest, WatchListEndsInitialEventsWithBookmark) {
   create("wl.example.com");
   auto ex = exchange("GET", kBase + "?watch=true&sendInitialEvents=true&resourceVersionMatch="

@@ -95,6 +95,21 @@ class PythonClientTest(unittest.TestCase):
                               resource_version=old_rv, timeout_seconds=3):
                 pass
         self.assertEqual(ctx.exception.status, 410)
+        # What an informer does next: relist, and watch from the list's resourceVersion.
+        listed = self.api.list_cluster_custom_object(G, V, P)
+        self.assertIn("v1.old.example.com", [i["metadata"]["name"] for i in listed["items"]])
+        self.api.patch_cluster_custom_object(G, V, P, "v1.old.example.com",
+                                             {"metadata": {"labels": {"i": "after-relist"}}})
+        seen = []
+        for event in w.stream(self.api.list_cluster_custom_object, G, V, P,
+                              resource_version=listed["metadata"]["resourceVersion"],
+                              timeout_seconds=5):
+            if event["object"]["metadata"]["name"] != "v1.old.example.com":
+                continue
+            seen.append(event["object"]["metadata"]["labels"]["i"])
+            if "after-relist" in seen:
+                w.stop()
+        self.assertIn("after-relist", seen)
         self.api.delete_cluster_custom_object(G, V, P, "v1.old.example.com")
 
 

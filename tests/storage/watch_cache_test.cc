@@ -264,22 +264,30 @@ TYPED_TEST(WatchCacheTest, AWatchOlderThanTheRingCatchesUpFromTheStore) {
   EXPECT_EQ(this->cache_->watchers(), 1u);
 }
 
-TYPED_TEST(WatchCacheTest, AWatchFromACompactedRevisionIsGone) {
+TYPED_TEST(WatchCacheTest, ARevisionCompactedInTheStoreIsGoneEvenWhileTheRingHasIt) {
   this->start_cache();
   for (int i = 0; i < 5; ++i) this->put("a", "{}");
-  ASSERT_TRUE(this->store_->compact(4).ok());
+  ASSERT_TRUE(this->store_->compact(3).ok());
   this->sync();
-  // The cache's ring still has them; a cache with a short ring would have to ask the store.
   Received received;
-  EXPECT_TRUE(this->cache_->watch(1, received.sink(), received.on_error()).ok());
+  auto gone = this->cache_->watch(2, received.sink(), received.on_error());
+  ASSERT_FALSE(gone.ok());
+  EXPECT_EQ(gone.error().code, 410);
+  EXPECT_EQ(gone.error().message, "too old resource version: 2 (3)");
+  auto listed = this->cache_->list(2);
+  ASSERT_FALSE(listed.ok());
+  EXPECT_EQ(listed.error().code, 410);
+  EXPECT_TRUE(this->cache_->watch(3, received.sink(), received.on_error()).ok());
+  EXPECT_TRUE(this->cache_->list(3).ok());
 
+  // With a short ring, the same holds on the way to the store's history.
   this->open(StoreOptions{}, WatchCacheOptions{1});
   this->start_cache();
   for (int i = 0; i < 5; ++i) this->put("a", "{}");
   ASSERT_TRUE(this->store_->compact(this->store_->current_revision() - 1).ok());
   this->sync();
-  auto gone = this->cache_->watch(this->store_->current_revision() - 3, received.sink(),
-                                  received.on_error());
+  gone = this->cache_->watch(this->store_->current_revision() - 3, received.sink(),
+                             received.on_error());
   ASSERT_FALSE(gone.ok());
   EXPECT_EQ(gone.error().code, 410);
 }
