@@ -280,9 +280,15 @@ class BadClientInputTest(unittest.TestCase):
         rv = int(json.loads(out)["metadata"]["resourceVersion"])
         self.agg.kubectl("label", "dataplaneservice", "v0alpha1.testdata.datasource.grafana.app",
                          "touched=yes", "--overwrite")
+        # Exact: the state at that revision (from the watch cache), never the current one.
         status, _, out = self.agg.request(
             "GET", BASE + "?resourceVersion=%d&resourceVersionMatch=Exact" % rv)
-        self.assert_status(status, out, 410)
+        self.assertEqual(status, 200, out)
+        doc = json.loads(out)
+        self.assertEqual(doc["metadata"]["resourceVersion"], str(rv))
+        for item in doc["items"]:
+            self.assertNotIn("touched", item["metadata"].get("labels", {}))
+        self.assertLessEqual(max(int(i["metadata"]["resourceVersion"]) for i in doc["items"]), rv)
 
     def test_watch_with_timeout_zero_does_not_end_at_once(self):
         conn = self.agg.connection(timeout=1.5)
