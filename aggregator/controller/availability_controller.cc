@@ -1,5 +1,7 @@
 // One worker thread owns the evaluation. Triggers (table swap, plugin status change, resync
-// timer, explicit resync) only set a flag and wake it. Health checks are asynchronous: the gRPC
+// timer, explicit resync) only set a flag and wake it. A table swap re-evaluates only the
+// services whose entry changed (applying one object to 10,000 checks one); the others are
+// re-evaluated on plugin status changes and at the periodic resync. Health checks are asynchronous: the gRPC
 // callback posts its result back to the worker, which ignores results from a superseded check
 // (generation numbers) and writes the condition only when it differs from the last one written.
 #include "aggregator/controller/availability_controller.h"
@@ -13,7 +15,8 @@ struct AvailabilityController::State {
   std::mutex mutex;
   std::condition_variable cv;
   bool stopping = false;
-  bool dirty = true;
+  bool dirty = true;          // evaluate every service
+  bool table_changed = false;  // evaluate the services whose entry changed
   std::shared_ptr<const dataplane::RouteTable> table = dataplane::RouteTable::empty();
   std::deque<HealthResult> results;
   std::map<std::string, AvailableCondition> written;
@@ -56,7 +59,7 @@ void AvailabilityController::set_services(std::shared_ptr<const dataplane::Route
   {
     std::lock_guard lock(state_->mutex);
     state_->table = std::move(table);
-    state_->dirty = true;
+    state_->table_changed = true;
   }
   state_->cv.notify_all();
 }
@@ -74,19 +77,23 @@ void AvailabilityController::run() {
   auto next_resync = std::chrono::steady_clock::now() + options_.resync_interval;
   for (;;) {
     bool evaluate = false;
+    bool only_changed = false;
     std::deque<HealthResult> results;
     {
       std::unique_lock lock(state_->mutex);
       state_->cv.wait_until(lock, next_resync, [this] {
-        return state_->stopping || state_->dirty || !state_->results.empty();
+        return state_->stopping || state_->dirty || state_->table_changed ||
+               !state_->results.empty();
       });
       if (state_->stopping) return;
       if (std::chrono::steady_clock::now() >= next_resync) {
         state_->dirty = true;
         next_resync = std::chrono::steady_clock::now() + options_.resync_interval;
       }
-      evaluate = state_->dirty;
+      evaluate = state_->dirty || state_->table_changed;
+      only_changed = !state_->dirty;
       state_->dirty = false;
+      state_->table_changed = false;
       results.swap(state_->results);
     }
     obs::contain("availability controller", [&] {
@@ -96,12 +103,12 @@ void AvailabilityController::run() {
         in_flight_.erase(it);
         record(r.name, std::move(r.condition));
       }
-      if (evaluate) evaluate_all();
+      if (evaluate) evaluate_all(only_changed);
     });
   }
 }
 
-void AvailabilityController::evaluate_all() {
+void AvailabilityController::evaluate_all(bool only_changed) {
   std::shared_ptr<const dataplane::RouteTable> table;
   {
     std::lock_guard lock(state_->mutex);
@@ -116,6 +123,8 @@ void AvailabilityController::evaluate_all() {
       seen = s;
       std::lock_guard lock(state_->mutex);
       state_->written.erase(s->name);
+    } else if (only_changed) {
+      continue;
     }
     evaluate(*s);
   }

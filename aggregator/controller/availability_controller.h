@@ -74,7 +74,8 @@ class AvailabilityController {
   struct State;  // shared with plugin-host callbacks, which cannot be unregistered
 
   void run();
-  void evaluate_all();
+  // Every service, or (only_changed) those whose entry is new since the last evaluation.
+  void evaluate_all(bool only_changed);
   void evaluate(const dataplane::ServiceEntry& service);
   void record(const std::string& name, AvailableCondition condition);
 

@@ -301,9 +301,11 @@ std::shared_ptr<const RouteTable> RouteTable::build(std::vector<ServiceEntry> se
 }
 
 std::shared_ptr<const RouteTable> RouteTable::build(
-    std::vector<std::shared_ptr<const ServiceEntry>> services) {
-  std::sort(services.begin(), services.end(),
-            [](const auto& a, const auto& b) { return a->name < b->name; });
+    std::vector<std::shared_ptr<const ServiceEntry>> services, const RouteTable* previous) {
+  const auto by_name = [](const auto& a, const auto& b) { return a->name < b->name; };
+  if (!std::is_sorted(services.begin(), services.end(), by_name)) {
+    std::sort(services.begin(), services.end(), by_name);
+  }
   std::shared_ptr<RouteTable> table(new RouteTable());
   table->by_group_version_.reserve(services.size());
   for (auto& entry : services) {
@@ -319,7 +321,15 @@ std::shared_ptr<const RouteTable> RouteTable::build(
                 {{"name", entry->name}, {"group", spec.group}, {"version", spec.version}});
       continue;
     }
-    table->by_group_version_.emplace(std::move(key), std::make_unique<ServiceMatcher>(entry));
+    std::shared_ptr<const ServiceMatcher> matcher;
+    if (previous) {
+      auto it = previous->by_group_version_.find(key);
+      if (it != previous->by_group_version_.end() && it->second->entry_ == entry) {
+        matcher = it->second;
+      }
+    }
+    if (!matcher) matcher = std::make_shared<const ServiceMatcher>(entry);
+    table->by_group_version_.emplace(std::move(key), std::move(matcher));
   }
   return table;
 }

@@ -67,9 +67,10 @@ class RouteTable {
   // objects; if two are stored anyway the one with the smallest name wins, deterministically).
   static std::shared_ptr<const RouteTable> build(std::vector<ServiceEntry> services);
   // Same, sharing already-built entries (the registration controller keeps them between swaps, so
-  // a rebuild copies no specs).
+  // a rebuild copies no specs) and, from `previous`, the matchers of entries it already had.
   static std::shared_ptr<const RouteTable> build(
-      std::vector<std::shared_ptr<const ServiceEntry>> services);
+      std::vector<std::shared_ptr<const ServiceEntry>> services,
+      const RouteTable* previous = nullptr);
   static std::shared_ptr<const RouteTable> empty();
 
   ~RouteTable();
@@ -98,7 +99,7 @@ class RouteTable {
   };
   // Key: "{group}/{version}", which is a substring of every request path it serves, so lookups
   // need no allocation.
-  std::unordered_map<std::string, std::unique_ptr<const ServiceMatcher>, Hash, Equal>
+  std::unordered_map<std::string, std::shared_ptr<const ServiceMatcher>, Hash, Equal>
       by_group_version_;
 };
 

@@ -38,6 +38,8 @@ struct Service {
                        // conversion, health, metrics
   std::string method;  // only for route
   std::string path;    // only for route: absolute, e.g. /foo/{name}
+
+  bool operator==(const Service&) const = default;
 };
 
 struct Spec {
@@ -48,6 +50,7 @@ struct Spec {
   std::vector<Service> services;
 
   bool has_service(const std::string& type) const;
+  bool operator==(const Spec&) const = default;
 };
 
 // Decodes spec from a whole DataPlaneService object; missing/ill-typed fields give a 422 Invalid.

@@ -144,5 +144,38 @@ TEST(AvailabilityControllerTest, WritesOnlyOnChange) {
   EXPECT_EQ(f.written.size(), 2u);
 }
 
+TEST(AvailabilityControllerTest, ATableChangeChecksOnlyTheServicesItChanged) {
+  Fixture f;
+  auto client = f.host.add("p");
+  client->on_check_health = [](const pluginv2::CheckHealthRequest&) {
+    pluginv2::CheckHealthResponse r;
+    r.set_status(pluginv2::CheckHealthResponse::OK);
+    return r;
+  };
+  std::vector<std::shared_ptr<const dataplane::ServiceEntry>> entries;
+  for (int i = 0; i < 50; ++i) {
+    auto e = service("p", {"health"});
+    e.spec.group = "g" + std::to_string(i) + ".example.com";
+    e.name = "v1." + e.spec.group;
+    entries.push_back(std::make_shared<const dataplane::ServiceEntry>(std::move(e)));
+  }
+  f.controller.start();
+  f.controller.set_services(dataplane::RouteTable::build(entries));
+  ASSERT_TRUE(f.reason_becomes("v1.g49.example.com", kReasonPassed));
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_TRUE(f.reason_becomes("v1.g" + std::to_string(i) + ".example.com", kReasonPassed));
+  }
+  const std::size_t before = client->health_requests().size();
+  EXPECT_EQ(before, 50u);
+  // One more service: one more health check, not 51.
+  auto added = service("p", {"health"});
+  added.spec.group = "added.example.com";
+  added.name = "v1.added.example.com";
+  entries.push_back(std::make_shared<const dataplane::ServiceEntry>(std::move(added)));
+  f.controller.set_services(dataplane::RouteTable::build(entries));
+  ASSERT_TRUE(f.reason_becomes("v1.added.example.com", kReasonPassed));
+  EXPECT_EQ(client->health_requests().size(), before + 1);
+}
+
 }  // namespace
 }  // namespace dpa::controller

@@ -88,6 +88,26 @@ TEST(RegistrationControllerTest, CreateUpdateDelete) {
       "GET", "/apis/a.example.com/v1/namespaces/default/datasources/x/health"));
 }
 
+TEST(RegistrationControllerTest, AChangeOutsideTheSpecKeepsTheEntry) {
+  auto store = storage::make_memory_store();
+  RegistrationController controller(*store);
+  ASSERT_TRUE(controller.start());
+  ASSERT_TRUE(store->create(key("a.example.com", "v1"), object("a.example.com", "v1")));
+  ASSERT_TRUE(eventually([&] { return controller.table()->find("a.example.com", "v1") != nullptr; }));
+  const auto entry = controller.table()->find("a.example.com", "v1");
+  // A status write (the availability controller's) changes the object, not what is routed.
+  auto with_status = nlohmann::json::parse(object("a.example.com", "v1"));
+  with_status["status"] = {{"conditions", nlohmann::json::array()}};
+  ASSERT_TRUE(store->update(key("a.example.com", "v1"), with_status.dump(), 0));
+  ASSERT_TRUE(store->create(key("b.example.com", "v1"), object("b.example.com", "v1")));
+  ASSERT_TRUE(eventually([&] { return controller.table()->find("b.example.com", "v1") != nullptr; }));
+  EXPECT_EQ(controller.table()->find("a.example.com", "v1"), entry);
+  // A spec change makes a new one.
+  ASSERT_TRUE(store->update(key("a.example.com", "v1"),
+                            object("a.example.com", "v1", R"([{"type":"query"}])"), 0));
+  ASSERT_TRUE(eventually([&] { return controller.table()->find("a.example.com", "v1") != entry; }));
+}
+
 TEST(RegistrationControllerTest, InvalidObjectIsSkipped) {
   auto store = storage::make_memory_store();
   ASSERT_TRUE(store->create(key("bad.example.com", "v1"), "{not json"));
