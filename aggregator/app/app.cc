@@ -72,6 +72,10 @@ int serve(const Config& config) {
   store_options.retain_revisions = config.store_history_revisions;
   store_options.retain_duration = config.store_history_duration;
   store_options.compaction_interval = config.store_compaction_interval;
+  // Watches and lists are served by the REST handler's watch cache, which keeps its own ring of
+  // 10,000 events; the store's in-memory history only has to bridge the cache's start, and
+  // anything older is read from disk. A short one saves a copy of every recent object.
+  store_options.memory_history_limit = 1'000;
   auto opened = storage::open_sqlite_store(config.data_dir, store_options);
   if (!opened.ok()) throw StartupError(opened.error().message);
   InstrumentedStore store(std::move(opened).value(), metrics);

@@ -1,8 +1,9 @@
 // Events are handed from the store's notification thread to one worker thread, which drains
 // everything queued, applies it to its name -> entry map and rebuilds the table once: a burst of
 // applies costs one rebuild, and the store's thread is never held up by table building.
-// Unchanged entries, and the matchers built for them, are shared between tables, so a rebuild
-// copies pointers: applying one object to a table of 10,000 builds one matcher.
+// Each swap derives the new table from the current one with only the changed group/versions
+// (RouteTable::with_changes), so applying one object to a table of 10,000 copies one shard and
+// builds one matcher.
 //
 // Unlike Grafana (reference §12.2-12.4), routing is keyed by the spec's group/version, so renames,
 // group/version changes and deletes can never leave a stale mount behind.
@@ -96,7 +97,7 @@ void RegistrationController::apply(const storage::Event& event) {
   if (event.record.key.compare(0, prefix.size(), prefix) != 0) return;
   const std::string name = event.record.key.substr(prefix.size());
   if (event.type == storage::EventType::kDeleted) {
-    entries_.erase(name);
+    set_entry(name, nullptr);
     return;
   }
   upsert(name, event.record.value);
@@ -106,7 +107,7 @@ void RegistrationController::upsert(const std::string& name, const std::string& 
   auto object = nlohmann::json::parse(value, nullptr, /*allow_exceptions=*/false);
   if (object.is_discarded() || !object.is_object()) {
     obs::warn("stored dataplaneservice is not a JSON object; not routed", {{"name", name}});
-    entries_.erase(name);
+    set_entry(name, nullptr);
     invalid_count_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
@@ -114,25 +115,58 @@ void RegistrationController::upsert(const std::string& name, const std::string& 
   if (!spec) {
     obs::warn("stored dataplaneservice is invalid; not routed",
               {{"name", name}, {"error", spec.error().message}});
-    entries_.erase(name);
+    set_entry(name, nullptr);
     invalid_count_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  auto& slot = entries_[name];
   // A status write, or a change to metadata, leaves the spec alone: the entry (and the route
   // table's matcher built for it, and the availability controller's verdict) stay as they are.
-  if (slot && slot->spec == *spec) return;
+  if (auto it = entries_.find(name); it != entries_.end() && it->second->spec == *spec) return;
   auto entry = std::make_shared<dataplane::ServiceEntry>();
   entry->name = name;
   entry->spec = std::move(spec.value());
-  slot = std::move(entry);
+  set_entry(name, std::move(entry));
+}
+
+void RegistrationController::set_entry(const std::string& name,
+                                       std::shared_ptr<const dataplane::ServiceEntry> entry) {
+  if (auto it = entries_.find(name); it != entries_.end()) {
+    if (auto key = dataplane::RouteTable::route_key(it->second->spec)) {
+      auto claims = claims_.find(*key);
+      claims->second.erase(name);
+      if (claims->second.empty()) claims_.erase(claims);
+      changed_keys_.insert(*key);
+    }
+    entries_.erase(it);
+  }
+  if (!entry) return;
+  if (auto key = dataplane::RouteTable::route_key(entry->spec)) {
+    claims_[*key][name] = entry;
+    changed_keys_.insert(*key);
+  } else {
+    obs::warn("dataplaneservice has no routable group/version; skipped", {{"name", name}});
+  }
+  entries_.emplace(name, std::move(entry));
 }
 
 void RegistrationController::publish() {
-  std::vector<std::shared_ptr<const dataplane::ServiceEntry>> all;
-  all.reserve(entries_.size());
-  for (const auto& [name, entry] : entries_) all.push_back(entry);
-  auto table = dataplane::RouteTable::build(std::move(all), this->table().get());
+  std::vector<std::pair<std::string, std::shared_ptr<const dataplane::ServiceEntry>>> changes;
+  changes.reserve(changed_keys_.size());
+  for (const auto& key : changed_keys_) {
+    auto claims = claims_.find(key);
+    if (claims == claims_.end()) {
+      changes.emplace_back(key, nullptr);
+      continue;
+    }
+    const auto& [winner, entry] = *claims->second.begin();
+    if (claims->second.size() > 1) {
+      obs::warn("dataplaneservices claim the same group/version; the first by name is routed",
+                {{"group_version", key}, {"routed", winner}, {"claims", claims->second.size()}});
+    }
+    changes.emplace_back(key, entry);
+  }
+  changed_keys_.clear();
+  auto table = this->table()->with_changes(changes);
   {
     std::lock_guard lock(table_mutex_);
     table_ = table;

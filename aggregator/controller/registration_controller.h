@@ -12,6 +12,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <set>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -49,6 +50,9 @@ class RegistrationController {
  private:
   void apply(const storage::Event& event);
   void upsert(const std::string& name, const std::string& value);
+  // Sets (entry non-null) or removes a name's entry and its claim on a group/version.
+  void set_entry(const std::string& name, std::shared_ptr<const dataplane::ServiceEntry> entry);
+  // Swaps in the table with every claim changed since the last publish resolved.
   void publish();
   void run();
 
@@ -57,6 +61,11 @@ class RegistrationController {
 
   // Owned by the worker thread after start() (the initial sync runs before the thread exists).
   std::map<std::string, std::shared_ptr<const dataplane::ServiceEntry>> entries_;
+  // Every object claiming each group/version, by name: the smallest name is routed (validation
+  // rejects a second claim; if two are stored anyway the choice is deterministic).
+  std::map<std::string, std::map<std::string, std::shared_ptr<const dataplane::ServiceEntry>>>
+      claims_;
+  std::set<std::string> changed_keys_;  // claims changed since the last publish
   std::vector<TableListener> listeners_;
 
   mutable std::mutex table_mutex_;

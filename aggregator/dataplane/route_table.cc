@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <array>
+#include <unordered_set>
 
 namespace dpa::dataplane {
 namespace {
@@ -300,43 +301,78 @@ std::shared_ptr<const RouteTable> RouteTable::build(std::vector<ServiceEntry> se
   return build(std::move(shared));
 }
 
-std::shared_ptr<const RouteTable> RouteTable::build(
-    std::vector<std::shared_ptr<const ServiceEntry>> services, const RouteTable* previous) {
-  const auto by_name = [](const auto& a, const auto& b) { return a->name < b->name; };
-  if (!std::is_sorted(services.begin(), services.end(), by_name)) {
-    std::sort(services.begin(), services.end(), by_name);
+std::optional<std::string> RouteTable::route_key(const dataplaneservice::Spec& spec) {
+  if (spec.group.empty() || spec.version.empty() || spec.group.find('/') != std::string::npos ||
+      spec.version.find('/') != std::string::npos) {
+    return std::nullopt;
   }
-  std::shared_ptr<RouteTable> table(new RouteTable());
-  table->by_group_version_.reserve(services.size());
+  return spec.group + "/" + spec.version;
+}
+
+std::shared_ptr<const RouteTable> RouteTable::build(
+    std::vector<std::shared_ptr<const ServiceEntry>> services) {
+  std::sort(services.begin(), services.end(),
+            [](const auto& a, const auto& b) { return a->name < b->name; });
+  std::vector<std::pair<std::string, std::shared_ptr<const ServiceEntry>>> changes;
+  std::unordered_set<std::string> claimed;
   for (auto& entry : services) {
-    const auto& spec = entry->spec;
-    if (spec.group.empty() || spec.version.empty() || spec.group.find('/') != std::string::npos ||
-        spec.version.find('/') != std::string::npos) {
+    auto key = route_key(entry->spec);
+    if (!key) {
       obs::warn("dataplaneservice has no routable group/version; skipped", {{"name", entry->name}});
       continue;
     }
-    std::string key = spec.group + "/" + spec.version;
-    if (table->by_group_version_.count(key) != 0) {
+    if (!claimed.insert(*key).second) {
       obs::warn("dataplaneservice claims a group/version already routed; ignored",
-                {{"name", entry->name}, {"group", spec.group}, {"version", spec.version}});
+                {{"name", entry->name}, {"group", entry->spec.group},
+                 {"version", entry->spec.version}});
       continue;
     }
-    std::shared_ptr<const ServiceMatcher> matcher;
-    if (previous) {
-      auto it = previous->by_group_version_.find(key);
-      if (it != previous->by_group_version_.end() && it->second->entry_ == entry) {
-        matcher = it->second;
-      }
-    }
-    if (!matcher) matcher = std::make_shared<const ServiceMatcher>(entry);
-    table->by_group_version_.emplace(std::move(key), std::move(matcher));
+    changes.emplace_back(std::move(*key), std::move(entry));
   }
-  return table;
+  return empty()->with_changes(changes);
 }
 
 std::shared_ptr<const RouteTable> RouteTable::empty() {
-  static const std::shared_ptr<const RouteTable> kEmpty(new RouteTable());
+  static const std::shared_ptr<const RouteTable> kEmpty = [] {
+    std::shared_ptr<RouteTable> table(new RouteTable());
+    const auto shard = std::make_shared<const Shard>();
+    table->shards_.fill(shard);
+    return table;
+  }();
   return kEmpty;
+}
+
+std::shared_ptr<const RouteTable> RouteTable::with_changes(
+    const std::vector<std::pair<std::string, std::shared_ptr<const ServiceEntry>>>& changes)
+    const {
+  std::shared_ptr<RouteTable> table(new RouteTable());
+  table->shards_ = shards_;
+  std::array<std::shared_ptr<Shard>, kShards> copied;
+  for (const auto& [key, entry] : changes) {
+    const std::size_t index = shard_of(key);
+    if (!copied[index]) copied[index] = std::make_shared<Shard>(*shards_[index]);
+    Shard& shard = *copied[index];
+    if (!entry) {
+      shard.erase(key);
+      continue;
+    }
+    auto it = shard.find(key);
+    if (it != shard.end() && it->second->entry_ == entry) continue;
+    shard[key] = std::make_shared<const ServiceMatcher>(entry);
+  }
+  std::size_t size = 0;
+  for (std::size_t i = 0; i < kShards; ++i) {
+    if (copied[i]) table->shards_[i] = std::move(copied[i]);
+    size += table->shards_[i]->size();
+  }
+  table->size_ = size;
+  return table;
+}
+
+const ServiceMatcher* RouteTable::find_matcher(std::string_view key) const {
+  const Shard& shard = *shards_[shard_of(key)];
+  auto it = shard.find(key);
+  return it == shard.end() ? nullptr : it->second.get();
 }
 
 std::optional<RouteMatch> RouteTable::match(std::string_view method, std::string_view path) const {
@@ -348,9 +384,9 @@ std::optional<RouteMatch> RouteTable::match(std::string_view method, std::string
   if (v_end == std::string_view::npos || v_end == g_end + 1) return std::nullopt;
   // Nothing after /apis/{g}/{v}/ is discovery: delegated.
   if (v_end + 1 >= path.size()) return std::nullopt;
-  auto it = by_group_version_.find(path.substr(kApis.size(), v_end - kApis.size()));
-  if (it == by_group_version_.end()) return std::nullopt;
-  return it->second->match(method, path.substr(v_end));
+  const ServiceMatcher* matcher = find_matcher(path.substr(kApis.size(), v_end - kApis.size()));
+  if (!matcher) return std::nullopt;
+  return matcher->match(method, path.substr(v_end));
 }
 
 std::shared_ptr<const ServiceEntry> RouteTable::find(std::string_view group,
@@ -358,15 +394,16 @@ std::shared_ptr<const ServiceEntry> RouteTable::find(std::string_view group,
   std::string key;
   key.reserve(group.size() + version.size() + 1);
   key.append(group).append("/").append(version);
-  auto it = by_group_version_.find(std::string_view(key));
-  if (it == by_group_version_.end()) return nullptr;
-  return it->second->entry_;
+  const ServiceMatcher* matcher = find_matcher(key);
+  return matcher ? matcher->entry_ : nullptr;
 }
 
 std::vector<std::shared_ptr<const ServiceEntry>> RouteTable::services() const {
   std::vector<std::shared_ptr<const ServiceEntry>> out;
-  out.reserve(by_group_version_.size());
-  for (const auto& [key, matcher] : by_group_version_) out.push_back(matcher->entry_);
+  out.reserve(size_);
+  for (const auto& shard : shards_) {
+    for (const auto& [key, matcher] : *shard) out.push_back(matcher->entry_);
+  }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a->name < b->name; });
   return out;
 }

@@ -108,6 +108,27 @@ TEST(RegistrationControllerTest, AChangeOutsideTheSpecKeepsTheEntry) {
   ASSERT_TRUE(eventually([&] { return controller.table()->find("a.example.com", "v1") != entry; }));
 }
 
+TEST(RegistrationControllerTest, TheFirstClaimByNameIsRoutedAndTheNextTakesOver) {
+  auto store = storage::make_memory_store();
+  RegistrationController controller(*store);
+  ASSERT_TRUE(controller.start());
+  // Validation refuses a second claim through the API; stored anyway, the smallest name wins.
+  auto second = nlohmann::json::parse(object("a.example.com", "v1"));
+  second["metadata"]["name"] = "z-second";
+  ASSERT_TRUE(store->create(std::string(dataplaneservice::kKeyPrefix) + "z-second", second.dump()));
+  ASSERT_TRUE(eventually([&] { return controller.table()->find("a.example.com", "v1") != nullptr; }));
+  EXPECT_EQ(controller.table()->find("a.example.com", "v1")->name, "z-second");
+  ASSERT_TRUE(store->create(key("a.example.com", "v1"), object("a.example.com", "v1")));
+  ASSERT_TRUE(eventually(
+      [&] { return controller.table()->find("a.example.com", "v1")->name == "v1.a.example.com"; }));
+  ASSERT_TRUE(store->remove(key("a.example.com", "v1"), 0));
+  ASSERT_TRUE(eventually(
+      [&] { return controller.table()->find("a.example.com", "v1")->name == "z-second"; }));
+  ASSERT_TRUE(store->remove(std::string(dataplaneservice::kKeyPrefix) + "z-second", 0));
+  ASSERT_TRUE(eventually([&] { return controller.table()->find("a.example.com", "v1") == nullptr; }));
+  EXPECT_EQ(controller.size(), 0u);
+}
+
 TEST(RegistrationControllerTest, InvalidObjectIsSkipped) {
   auto store = storage::make_memory_store();
   ASSERT_TRUE(store->create(key("bad.example.com", "v1"), "{not json"));

@@ -71,6 +71,32 @@ TEST(RouteTableTest, EveryServiceTypeRoutes) {
   EXPECT_EQ(s->sub_path, "");
 }
 
+TEST(RouteTableTest, ChangesMakeANewTableAndLeaveTheOldOneAlone) {
+  std::vector<ServiceEntry> many;
+  for (int i = 0; i < 1000; ++i) {
+    many.push_back(entry("g" + std::to_string(i) + ".example.com", "v1", {{"query", "", ""}}));
+  }
+  auto before = RouteTable::build(std::move(many));
+  ASSERT_EQ(before->size(), 1000u);
+  const auto kept = before->find("g1.example.com", "v1");
+  auto added = std::make_shared<const ServiceEntry>(
+      entry("new.example.com", "v1", {{"query", "", ""}}));
+  auto after = before->with_changes({{"new.example.com/v1", added},
+                                     {"g0.example.com/v1", nullptr}});
+  EXPECT_EQ(after->size(), 1000u);
+  EXPECT_EQ(after->find("new.example.com", "v1"), added);
+  EXPECT_EQ(after->find("g0.example.com", "v1"), nullptr);
+  EXPECT_EQ(after->find("g1.example.com", "v1"), kept);  // shared, not rebuilt
+  EXPECT_TRUE(after->match("POST", "/apis/new.example.com/v1/namespaces/default/datasources/x/query"));
+  // The table others may still hold is unchanged.
+  EXPECT_EQ(before->find("new.example.com", "v1"), nullptr);
+  EXPECT_NE(before->find("g0.example.com", "v1"), nullptr);
+  EXPECT_FALSE(before->match("POST", "/apis/new.example.com/v1/namespaces/default/datasources/x/query"));
+  EXPECT_EQ(RouteTable::route_key(added->spec), "new.example.com/v1");
+  auto unroutable = entry("a/b", "v1", {});
+  EXPECT_EQ(RouteTable::route_key(unroutable.spec), std::nullopt);
+}
+
 TEST(RouteTableTest, UnlistedTypesAreNotRouted) {
   auto table = RouteTable::build({entry("td.example.com", "v1", {{"query", "", ""}})});
   EXPECT_TRUE(table->match("POST", p("/namespaces/default/datasources/abc/query")));
