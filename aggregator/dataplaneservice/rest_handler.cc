@@ -164,6 +164,7 @@ storage::ObjectPtr cached_object(const storage::Record& record, int64_t resource
   cached->create_revision = record.create_revision;
   cached->resource_version = resource_version;
   cached->bytes = api::dump_json(*object);
+  cached->bytes.shrink_to_fit();  // held for the object's life: drop the growth slack
   json meta = json::object();
   const json& stored = (*object)["metadata"];
   for (const char* field : {"name", "namespace", "labels"}) {
