@@ -231,12 +231,7 @@ void WatchCache::apply(const std::vector<Event>& events) {
       ring_.pop_front();
     }
     if (!events.empty()) revision_ = std::max(revision_, events.back().revision);
-    if (registry_->sweep.exchange(false)) {
-      std::erase_if(watchers_, [](const auto& w) {
-        std::lock_guard<std::mutex> watcher_lock(w->mutex);
-        return w->cancelled;
-      });
-    }
+    sweep_locked();
     if (!batch.empty()) watchers = watchers_;
     auto end = waiters_.upper_bound(revision_);
     for (auto it = waiters_.begin(); it != end; ++it) ready.push_back(std::move(it->second));
@@ -250,6 +245,8 @@ api::Expected<WatchCache::Snapshot> WatchCache::list(int64_t revision,
                                                      const std::string& start_after) const {
   Snapshot snapshot;
   std::lock_guard<std::mutex> lock(mutex_);
+  // The current state is always served, however far the store has compacted.
+  const bool now = revision == 0 || revision == revision_;
   if (revision == 0) revision = revision_;
   if (revision > revision_) {
     return api::ApiError::timeout("Too large resource version: " + std::to_string(revision) +
@@ -258,7 +255,7 @@ api::Expected<WatchCache::Snapshot> WatchCache::list(int64_t revision,
   // The store's compaction bounds what is served as well: history is kept as long as the
   // operator configured, the same with or without the cache.
   const int64_t oldest = std::max(oldest_, store_.compacted_revision());
-  if (revision < oldest) {
+  if (!now && revision < oldest) {
     return api::ApiError::expired("too old resource version: " + std::to_string(revision) + " (" +
                                   std::to_string(oldest) + ")");
   }
@@ -301,6 +298,7 @@ api::Expected<std::unique_ptr<Watch>> WatchCache::watch(int64_t after_revision, 
       for (const auto& [key, object] : objects_) initial->objects.push_back(object);
       after_revision = revision_;
     }
+    sweep_locked();
     in_ring = after_revision >= oldest_ && after_revision >= store_.compacted_revision();
     if (in_ring) {
       auto first = std::upper_bound(
@@ -372,6 +370,14 @@ api::Expected<std::unique_ptr<Watch>> WatchCache::watch(int64_t after_revision, 
     watcher->progress.store(watcher->cursor, std::memory_order_release);
   }
   return std::unique_ptr<Watch>(std::make_unique<CacheWatch>(std::move(watcher), registry_));
+}
+
+void WatchCache::sweep_locked() {
+  if (!registry_->sweep.exchange(false)) return;
+  std::erase_if(watchers_, [](const auto& w) {
+    std::lock_guard<std::mutex> watcher_lock(w->mutex);
+    return w->cancelled;
+  });
 }
 
 void WatchCache::run_catch_up() {

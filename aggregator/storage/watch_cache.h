@@ -146,6 +146,8 @@ class WatchCache {
   WatchCache(Store& store, std::string prefix, Codec codec, WatchCacheOptions options);
   void apply(const std::vector<Event>& events);
   EventPtr decode(const Event& event, ObjectPtr prev, bool prev_known) const;
+  // Drops cancelled watchers (after a cancel() flagged some); with mutex_ held.
+  void sweep_locked();
   void run_catch_up();
 
   Store& store_;
