@@ -96,6 +96,10 @@ int serve(const Config& config) {
   rest_options.max_body_bytes = config.max_body_bytes;
   rest_options.bookmark_interval = config.bookmark_interval;
   dataplaneservice::RestHandler api(store, blocking.get_executor(), rest_options);
+  metrics.on_scrape([&] {
+    metrics.watch_cache_watchers().Set(static_cast<double>(api.watch_cache().watchers()));
+    metrics.watch_cache_objects().Set(static_cast<double>(api.watch_cache().size()));
+  });
 
   // Plugins and datasources.
   plugin::PluginHostOptions plugin_options;

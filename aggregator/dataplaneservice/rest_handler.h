@@ -91,6 +91,9 @@ class RestHandler {
   api::Expected<WriteResult> remove_collection(const std::string& label_selector,
                                                const std::string& field_selector, bool dry_run);
 
+  // Where lists and watches are served from (for metrics).
+  const storage::WatchCache& watch_cache() const { return *cache_; }
+
   // The object as served (resourceVersion set), or 404.
   api::Expected<nlohmann::json> get(const std::string& name) const;
 

@@ -56,7 +56,8 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                             .Register(*registry_);
   open_watches_ = &prometheus::BuildGauge()
                        .Name("dataplane_aggregator_open_watches")
-                       .Help("Watches currently open on the store (API watches and controllers).")
+                       .Help("Watches open on the store: the watch cache's, the registration "
+                             "controller's, and one per API watch catching up from disk.")
                        .Register(*registry_)
                        .Add({});
   open_connections_ = &prometheus::BuildGauge()
@@ -64,6 +65,16 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                            .Help("Client connections currently open.")
                            .Register(*registry_)
                            .Add({});
+  watch_cache_watchers_ = &prometheus::BuildGauge()
+                              .Name("dataplane_aggregator_watch_cache_watchers")
+                              .Help("API watches open, all served by the watch cache.")
+                              .Register(*registry_)
+                              .Add({});
+  watch_cache_objects_ = &prometheus::BuildGauge()
+                             .Name("dataplane_aggregator_watch_cache_objects")
+                             .Help("Objects held by the watch cache.")
+                             .Register(*registry_)
+                             .Add({});
   route_table_size_ = &prometheus::BuildGauge()
                            .Name("dataplane_aggregator_route_table_size")
                            .Help("DataPlaneServices in the current route table.")

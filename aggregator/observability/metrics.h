@@ -33,6 +33,8 @@ class Metrics {
   prometheus::Gauge& open_watches() { return *open_watches_; }
   prometheus::Gauge& open_connections() { return *open_connections_; }
   prometheus::Gauge& route_table_size() { return *route_table_size_; }
+  prometheus::Gauge& watch_cache_watchers() { return *watch_cache_watchers_; }
+  prometheus::Gauge& watch_cache_objects() { return *watch_cache_objects_; }
   prometheus::Gauge& stream_subscribers() { return *stream_subscribers_; }
   // Sets dpa_plugin_up{plugin} to 1/0, dpa_dataplaneservice_available{name}.
   void set_plugin_up(const std::string& plugin, bool up);
@@ -61,6 +63,8 @@ class Metrics {
   prometheus::Gauge* open_watches_;
   prometheus::Gauge* open_connections_;
   prometheus::Gauge* route_table_size_;
+  prometheus::Gauge* watch_cache_watchers_;
+  prometheus::Gauge* watch_cache_objects_;
   prometheus::Gauge* stream_subscribers_;
   prometheus::Gauge* build_info_;
   prometheus::Counter* panics_;

@@ -10,7 +10,7 @@ import threading
 import time
 import unittest
 
-from harness import Aggregator
+from harness import Aggregator, wait_for
 
 DPS = "/apis/aggregation.grafana.app/v0alpha1/dataplaneservices"
 
@@ -169,6 +169,9 @@ class WatchCacheTest(unittest.TestCase):
         self.assertEqual(revisions, sorted(set(revisions)))
         watchers = [WatchStream(self.agg, "watch=1&resourceVersion=%s" % rv) for _ in range(50)]
         selected = WatchStream(self.agg, "watch=1&labelSelector=team%%3Da&resourceVersion=%s" % rv)
+        # 50 + the selector's + the live one, all on the cache's single store watch.
+        self.assertTrue(wait_for(
+            lambda: self.agg.metric("dataplane_aggregator_watch_cache_watchers") >= 52, timeout=30))
         for w in watchers:
             got = through_delete(w.events(timeout=30, done=through_delete))
             self.assertEqual(summary(got), summary(reference))
