@@ -339,6 +339,7 @@ class WatchSession : public std::enable_shared_from_this<WatchSession> {
   static std::string object_bytes(const storage::CachedEvent& event, Slot slot) {
     if (slot != kLeftSelectorSlot) return event.object->bytes;
     json previous = parse_cached(event.prev->bytes);
+    if (!previous.is_object() || !previous["metadata"].is_object()) return event.prev->bytes;
     previous["metadata"]["resourceVersion"] = std::to_string(event.revision);
     return api::dump_json(previous);
   }
