@@ -264,23 +264,23 @@ class WatchSession : public std::enable_shared_from_this<WatchSession> {
   }
 
   void send_error_and_stop(const api::ApiError& e) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (done_) return;
-      write_raw_locked(api::encode_watch_event("ERROR", e.to_json()));
-    }
-    stop();
+    std::lock_guard<std::mutex> lock(mu_);
+    if (done_) return;
+    write_raw_locked(api::encode_watch_event("ERROR", e.to_json()));
+    if (!done_) close_locked();
   }
 
   void stop() {
-    std::unique_ptr<storage::Watch> watch;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (done_) return;
-      done_ = true;
-      watch = std::move(watch_);
-    }
-    cancel_on_blocking(std::move(watch));
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!done_) close_locked();
+  }
+
+ private:
+  // Ends the stream: no more events, the cache watch cancelled (on the blocking executor), the
+  // timers stopped and the response finished (on the exchange's strand).
+  void close_locked() {
+    done_ = true;
+    cancel_on_blocking(std::move(watch_));
     auto self = shared_from_this();
     boost::asio::post(ex_->executor(), [self] {
       self->timeout_timer_.cancel();
@@ -289,7 +289,6 @@ class WatchSession : public std::enable_shared_from_this<WatchSession> {
     });
   }
 
- private:
   // The encodings an event can go out with; memoized per event (CachedEvent::encoded).
   enum Slot : std::size_t { kAddedSlot, kModifiedSlot, kDeletedSlot, kLeftSelectorSlot };
 
@@ -408,15 +407,7 @@ class WatchSession : public std::enable_shared_from_this<WatchSession> {
   bool admit_locked(std::size_t bytes) {
     if (ex_->pending_bytes() + bytes <= max_pending_) return true;
     obs::warn("watch client too slow, closing", {{"pending_bytes", ex_->pending_bytes()}});
-    done_ = true;
-    auto watch = std::move(watch_);
-    cancel_on_blocking(std::move(watch));
-    auto self = shared_from_this();
-    boost::asio::post(ex_->executor(), [self] {
-      self->timeout_timer_.cancel();
-      self->bookmark_timer_.cancel();
-      self->ex_->finish();
-    });
+    close_locked();
     return false;
   }
 
