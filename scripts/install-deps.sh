@@ -15,6 +15,8 @@ packages=(
   prometheus wrk nginx-light haproxy procps psmisc iproute2
   # Go, grpc-go and go-plugin: tests/integration/test_go_plugin.py builds a plugin the way Grafana's are.
   golang-go golang-google-grpc-dev golang-github-hashicorp-go-plugin-dev golang-google-protobuf-dev
+  # The etcd3 storage backend's tests start their own etcd members (DESIGN §7).
+  etcd-server etcd-client
 )
 
 sudo=""

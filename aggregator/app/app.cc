@@ -26,6 +26,7 @@
 #include "aggregator/observability/metrics.h"
 #include "aggregator/plugin/datasources.h"
 #include "aggregator/plugin/process_plugin_host.h"
+#include "aggregator/storage/etcd/etcd_store.h"
 #include "aggregator/storage/sqlite_store.h"
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -61,6 +62,23 @@ std::string server_url(const std::string& scheme, const std::string& bind, int p
   return scheme + "://" + host + ":" + std::to_string(port);
 }
 
+// The etcd3 backend (DESIGN §7): history and compaction are etcd's, so only the memory limit of
+// the store options applies.
+api::Expected<std::unique_ptr<storage::Store>> open_etcd(const Config& config,
+                                                         const storage::StoreOptions& options) {
+  auto client = storage::etcd::Client::create({.servers = config.etcd_servers,
+                                               .ca_file = config.etcd_cafile,
+                                               .cert_file = config.etcd_certfile,
+                                               .key_file = config.etcd_keyfile});
+  if (!client.ok()) return std::move(client).error();
+  storage::etcd::EtcdStoreOptions etcd_options;
+  etcd_options.prefix = config.etcd_prefix;
+  etcd_options.compaction_interval = config.etcd_compaction_interval;
+  auto store = storage::etcd::EtcdStore::open(std::move(client).value(), etcd_options, options);
+  if (!store.ok()) return std::move(store).error();
+  return std::unique_ptr<storage::Store>(std::move(store).value());
+}
+
 int serve(const Config& config) {
   obs::Metrics metrics;
   std::error_code ec;
@@ -76,7 +94,9 @@ int serve(const Config& config) {
   // 10,000 events; the store's in-memory history only has to bridge the cache's start, and
   // anything older is read from disk. A short one saves a copy of every recent object.
   store_options.memory_history_limit = 1'000;
-  auto opened = storage::open_sqlite_store(config.data_dir, store_options);
+  auto opened = config.storage_backend == "etcd3" ? open_etcd(config, store_options)
+                                                   : storage::open_sqlite_store(config.data_dir,
+                                                                                store_options);
   if (!opened.ok()) throw StartupError(opened.error().message);
   InstrumentedStore store(std::move(opened).value(), metrics);
 

@@ -175,6 +175,25 @@ const std::map<std::string, Flag>& flags() {
                                        c.store_compaction_interval =
                                            to_seconds("store-compaction-interval", v);
                                      }}},
+      {"storage-backend", {"where DataPlaneServices are stored: sqlite (default; <data-dir>/store.db, "
+                           "one replica) or etcd3 (--etcd-servers; any number of replicas)",
+                           [](Config& c, const std::string& v) { c.storage_backend = v; }}},
+      {"etcd-servers", {"etcd members for --storage-backend=etcd3 (comma list of http(s)://host:port)",
+                        [](Config& c, const std::string& v) { c.etcd_servers = to_list(v); }}},
+      {"etcd-prefix", {"key prefix of every object in etcd (default /registry/dataplane-aggregator)",
+                       [](Config& c, const std::string& v) { c.etcd_prefix = v; }}},
+      {"etcd-cafile", {"CA bundle verifying the etcd members (TLS)",
+                       [](Config& c, const std::string& v) { c.etcd_cafile = v; }}},
+      {"etcd-certfile", {"client certificate presented to etcd (with --etcd-keyfile)",
+                         [](Config& c, const std::string& v) { c.etcd_certfile = v; }}},
+      {"etcd-keyfile", {"private key of --etcd-certfile",
+                        [](Config& c, const std::string& v) { c.etcd_keyfile = v; }}},
+      {"etcd-compaction-interval", {"how often one replica compacts etcd's history (default 5m; 0: "
+                                    "never)",
+                                    [](Config& c, const std::string& v) {
+                                      c.etcd_compaction_interval =
+                                          to_seconds("etcd-compaction-interval", v);
+                                    }}},
       {"grafana-version", {"Grafana version reported to plugins (GF_VERSION, user agent)",
                            [](Config& c, const std::string& v) { c.grafana_version = v; }}},
       {"client-ca-file", {"CA bundle: a client certificate signed by it authenticates as its CN, "
@@ -352,6 +371,13 @@ Config parse_config(int argc, char** argv, bool& help) {
     throw ConfigError("--tls-cert-file and --tls-private-key-file go together");
   if (config.store_history_revisions < 0)
     throw ConfigError("--store-history-revisions: must not be negative");
+  if (config.storage_backend != "sqlite" && config.storage_backend != "etcd3")
+    throw ConfigError("--storage-backend: \"" + config.storage_backend +
+                      "\" is not one of sqlite, etcd3");
+  if (config.storage_backend == "etcd3" && config.etcd_servers.empty())
+    throw ConfigError("--storage-backend=etcd3 needs --etcd-servers");
+  if (config.etcd_certfile.empty() != config.etcd_keyfile.empty())
+    throw ConfigError("--etcd-certfile and --etcd-keyfile go together");
   if (config.proxy_client_cert_file.empty() != config.proxy_client_key_file.empty())
     throw ConfigError("--proxy-client-cert-file and --proxy-client-key-file go together");
   if (config.audit_log_maxsize < 0 || config.audit_log_maxbackup < 0)

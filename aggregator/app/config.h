@@ -47,6 +47,15 @@ struct Config {
   std::int64_t store_history_revisions = 10000;
   std::chrono::seconds store_history_duration{300};
   std::chrono::seconds store_compaction_interval{30};  // 0 = after every commit
+  // Where DataPlaneServices live (DESIGN §7): "sqlite" (embedded, <data-dir>/store.db, one
+  // replica) or "etcd3" (shared by any number of replicas).
+  std::string storage_backend = "sqlite";
+  std::vector<std::string> etcd_servers;
+  std::string etcd_prefix = "/registry/dataplane-aggregator";
+  std::string etcd_cafile;
+  std::string etcd_certfile;
+  std::string etcd_keyfile;
+  std::chrono::seconds etcd_compaction_interval{300};  // 0 = never
   std::string grafana_version = "12.0.0";
 
   // Authentication and authorization (DESIGN §6; names as kube-apiserver's flags). With none of

@@ -1,6 +1,7 @@
 #include "aggregator/storage/store_engine.h"
 
 #include "aggregator/observability/log.h"
+#include "aggregator/storage/store_errors.h"
 
 #include <algorithm>
 #include <limits>
@@ -20,22 +21,6 @@ int64_t unix_ms_now() {
 
 bool has_prefix(const std::string& key, const std::string& prefix) {
   return key.size() >= prefix.size() && key.compare(0, prefix.size(), prefix) == 0;
-}
-
-api::ApiError already_exists(const std::string& key) {
-  return api::ApiError{.code = 409,
-                       .reason = "AlreadyExists",
-                       .message = "key \"" + key + "\" already exists"};
-}
-
-api::ApiError key_not_found(const std::string& key) {
-  return api::ApiError::not_found("key \"" + key + "\" not found");
-}
-
-api::ApiError revision_conflict(const std::string& key, int64_t expected, int64_t actual) {
-  return api::ApiError::conflict_message("key \"" + key + "\" was modified: expected revision " +
-                                         std::to_string(expected) + ", current revision " +
-                                         std::to_string(actual));
 }
 
 }  // namespace
@@ -381,8 +366,7 @@ api::Expected<std::unique_ptr<Watch>> StoreEngine::watch(const std::string& pref
     const int64_t current = current_.load();
     const int64_t compacted = compacted_.load();
     if (first && after_revision < compacted) {
-      return api::ApiError::expired("too old resource version: " + std::to_string(after_revision) +
-                                    " (" + std::to_string(compacted) + ")");
+      return too_old(after_revision, compacted);
     }
     const int64_t ring_first = history_.empty() ? current + 1 : history_.front().event.revision;
     if (after >= current || ring_first <= after + 1) {
@@ -398,8 +382,7 @@ api::Expected<std::unique_ptr<Watch>> StoreEngine::watch(const std::string& pref
     lock.unlock();
     // Older than memory: read the gap from disk, then look at memory again (it may have moved).
     if (!journal_->keeps_history()) {
-      return api::ApiError::expired("too old resource version: " + std::to_string(after_revision) +
-                                    " (" + std::to_string(compacted) + ")");
+      return too_old(after_revision, compacted);
     }
     auto older = journal_->read_history(prefix, after, ring_first - 1);
     if (!older.ok()) return std::move(older).error();

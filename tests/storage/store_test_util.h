@@ -2,6 +2,7 @@
 // directory, polling waits, and a watch callback that records every event it receives.
 #pragma once
 
+#include "aggregator/storage/etcd/etcd_store.h"
 #include "aggregator/storage/memory_store.h"
 #include "aggregator/storage/sqlite_store.h"
 #include "aggregator/storage/store.h"
@@ -81,13 +82,15 @@ class EventLog {
 };
 
 struct MemoryBackend {
-  static std::unique_ptr<StoreEngine> open(const std::string&, const StoreOptions& options) {
+  static constexpr const char* kName = "Memory";
+  static std::unique_ptr<Store> open(const std::string&, const StoreOptions& options) {
     return std::make_unique<MemoryStore>(options);
   }
 };
 
 struct SqliteBackend {
-  static std::unique_ptr<StoreEngine> open(const std::string& dir, const StoreOptions& options) {
+  static constexpr const char* kName = "Sqlite";
+  static std::unique_ptr<Store> open(const std::string& dir, const StoreOptions& options) {
     auto store = SqliteStore::open(dir, options);
     if (!store.ok()) {
       ADD_FAILURE() << store.error().message;
@@ -97,12 +100,50 @@ struct SqliteBackend {
   }
 };
 
-using Backends = ::testing::Types<MemoryBackend, SqliteBackend>;
+// The client URLs of the binary's etcd (etcd_cluster.h), started on first use.
+std::vector<std::string> shared_etcd_urls();
+
+// A fresh key prefix in the binary's shared etcd for each store opened: tests never see each
+// other's keys, and nothing else writes to that etcd while a test runs, so revisions are
+// contiguous from the store's first one (tests count from base_revision()).
+struct EtcdBackend {
+  static constexpr const char* kName = "Etcd";
+  static std::unique_ptr<Store> open(const std::string&, const StoreOptions& options) {
+    static int opened = 0;
+    auto client = etcd::Client::create({.servers = shared_etcd_urls()});
+    if (!client.ok()) {
+      ADD_FAILURE() << client.error().message;
+      return nullptr;
+    }
+    etcd::EtcdStoreOptions etcd_options;
+    etcd_options.prefix = "/dpa-test/" + std::to_string(::getpid()) + "/" + std::to_string(++opened);
+    etcd_options.compaction_interval = std::chrono::milliseconds(0);
+    etcd_options.start_timeout = std::chrono::seconds(30);
+    auto store = etcd::EtcdStore::open(std::move(client).value(), etcd_options, options);
+    if (!store.ok()) {
+      ADD_FAILURE() << store.error().message;
+      return nullptr;
+    }
+    return std::move(store).value();
+  }
+};
+
+// Store watches a backend has registered (StoreEngine or EtcdStore).
+inline std::size_t active_watches(const Store& store) {
+  if (auto* engine = dynamic_cast<const StoreEngine*>(&store)) return engine->active_watches();
+  if (auto* etcd = dynamic_cast<const etcd::EtcdStore*>(&store)) return etcd->active_watches();
+  return 0;
+}
+
+using Backends = ::testing::Types<MemoryBackend, SqliteBackend, EtcdBackend>;
+// The backends whose revisions count from 1 in every test (etcd's are shared by the whole binary):
+// for tests that name absolute revisions.
+using EngineBackends = ::testing::Types<MemoryBackend, SqliteBackend>;
 class BackendNames {
  public:
   template <class T>
   static std::string GetName(int) {
-    return std::is_same_v<T, MemoryBackend> ? "Memory" : "Sqlite";
+    return T::kName;
   }
 };
 

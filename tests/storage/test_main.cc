@@ -1,6 +1,7 @@
 // gtest main, plus the child mode of the durability test (crash_child.h).
 #include "aggregator/storage/sqlite_store.h"
 #include "tests/storage/crash_child.h"
+#include "tests/storage/etcd_cluster.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -11,6 +12,12 @@
 #include <vector>
 
 namespace dpa::storage {
+
+std::vector<std::string> testing::shared_etcd_urls() {
+  auto& cluster = testing::shared_etcd();
+  if (!cluster.ready()) ADD_FAILURE() << "etcd did not start (is etcd-server installed?)";
+  return cluster.urls();
+}
 
 std::string crash_child_value(const std::string& key) {
   nlohmann::json doc = {{"key", key}, {"padding", std::string(2048, 'p')}, {"tail", key}};

@@ -13,7 +13,7 @@ namespace dpa::storage {
 namespace {
 
 using testing::BackendNames;
-using testing::Backends;
+using testing::EngineBackends;
 using testing::eventually;
 
 // Served bytes: "<value>@<resourceVersion>"; selectable: the value as JSON.
@@ -103,12 +103,12 @@ class WatchCacheTest : public ::testing::Test {
   }
 
   testing::TempDir dir_;
-  std::unique_ptr<StoreEngine> store_;
+  std::unique_ptr<Store> store_;
   WatchCacheOptions cache_options_;
   std::unique_ptr<WatchCache> cache_;
 };
 
-TYPED_TEST_SUITE(WatchCacheTest, Backends, BackendNames);
+TYPED_TEST_SUITE(WatchCacheTest, EngineBackends, BackendNames);
 
 TYPED_TEST(WatchCacheTest, ListsTheStateAndFollowsWrites) {
   this->put("b", R"({"n":1})");
