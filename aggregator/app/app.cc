@@ -27,6 +27,7 @@
 #include "aggregator/plugin/datasources.h"
 #include "aggregator/plugin/process_plugin_host.h"
 #include "aggregator/storage/etcd/etcd_store.h"
+#include "aggregator/storage/etcd/leader_election.h"
 #include "aggregator/storage/sqlite_store.h"
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -40,6 +41,8 @@
 #include <iostream>
 #include <thread>
 #include <vector>
+
+#include <unistd.h>
 
 namespace dpa::app {
 namespace {
@@ -56,6 +59,12 @@ bool is_loopback(const std::string& address) {
          address.rfind("127.", 0) == 0;
 }
 
+std::string host_name() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof(name) - 1) != 0 || name[0] == '\0') return "localhost";
+  return name;
+}
+
 std::string server_url(const std::string& scheme, const std::string& bind, int port) {
   std::string host = bind == "0.0.0.0" || bind == "::" || bind.empty() ? "127.0.0.1" : bind;
   if (host.find(':') != std::string::npos) host = "[" + host + "]";
@@ -64,13 +73,15 @@ std::string server_url(const std::string& scheme, const std::string& bind, int p
 
 // The etcd3 backend (DESIGN §7): history and compaction are etcd's, so only the memory limit of
 // the store options applies.
-api::Expected<std::unique_ptr<storage::Store>> open_etcd(const Config& config,
-                                                         const storage::StoreOptions& options) {
+api::Expected<std::unique_ptr<storage::Store>> open_etcd(
+    const Config& config, const storage::StoreOptions& options,
+    std::shared_ptr<storage::etcd::Client>& client_out) {
   auto client = storage::etcd::Client::create({.servers = config.etcd_servers,
                                                .ca_file = config.etcd_cafile,
                                                .cert_file = config.etcd_certfile,
                                                .key_file = config.etcd_keyfile});
   if (!client.ok()) return std::move(client).error();
+  client_out = *client;
   storage::etcd::EtcdStoreOptions etcd_options;
   etcd_options.prefix = config.etcd_prefix;
   etcd_options.compaction_interval = config.etcd_compaction_interval;
@@ -94,9 +105,10 @@ int serve(const Config& config) {
   // 10,000 events; the store's in-memory history only has to bridge the cache's start, and
   // anything older is read from disk. A short one saves a copy of every recent object.
   store_options.memory_history_limit = 1'000;
-  auto opened = config.storage_backend == "etcd3" ? open_etcd(config, store_options)
-                                                   : storage::open_sqlite_store(config.data_dir,
-                                                                                store_options);
+  std::shared_ptr<storage::etcd::Client> etcd_client;  // set with --storage-backend=etcd3
+  auto opened = config.storage_backend == "etcd3"
+                    ? open_etcd(config, store_options, etcd_client)
+                    : storage::open_sqlite_store(config.data_dir, store_options);
   if (!opened.ok()) throw StartupError(opened.error().message);
   InstrumentedStore store(std::move(opened).value(), metrics);
 
@@ -179,10 +191,15 @@ int serve(const Config& config) {
 
   // Availability: plugin state and health -> status.conditions[Available]. The writer runs on the
   // controller's own thread, so the blocking store write is fine there.
+  // With etcd, several replicas share the objects: one of them, elected (DESIGN §7), writes the
+  // condition; every replica keeps its own view in its metrics and logs.
+  std::atomic<bool> writes_conditions{!etcd_client};
   controller::AvailabilityController availability(
-      dataplane.context(), [&api, &metrics](const std::string& name, bool available,
-                                            const std::string& reason, const std::string& message) {
+      dataplane.context(), [&api, &metrics, &writes_conditions](
+                               const std::string& name, bool available, const std::string& reason,
+                               const std::string& message) {
         metrics.set_service_available(name, available);
+        if (!writes_conditions.load()) return;
         auto written = api.set_available_condition(name, available, reason, message);
         if (!written.ok() && written.error().code != 404) {
           obs::warn("cannot write the Available condition",
@@ -400,8 +417,27 @@ int serve(const Config& config) {
   }
   files.start();
 
+  const std::string replica_id =
+      !config.replica_id.empty()
+          ? config.replica_id
+          : host_name() + ":" + std::to_string(server.secure_port() >= 0 ? server.secure_port()
+                                                                         : server.port());
+  metrics.set_replica(replica_id);
   plugins.start_all();
   availability.start();
+  std::unique_ptr<storage::etcd::LeaderElection> election;
+  if (etcd_client) {
+    storage::etcd::LeaderElectionOptions election_options;
+    election_options.key = config.etcd_prefix + "/leases/dataplaneservice-availability-controller";
+    election_options.identity = replica_id;
+    election = std::make_unique<storage::etcd::LeaderElection>(
+        etcd_client, election_options, [&](bool leader) {
+          metrics.set_leader(leader);
+          writes_conditions = leader;
+          if (leader) availability.rewrite();
+        });
+    election->start();
+  }
 
   const std::string url = server.port() >= 0
                               ? server_url("http", config.bind_address, server.port())
@@ -466,6 +502,7 @@ int serve(const Config& config) {
   for (auto& t : pool) t.join();
   encoding.join();  // replies still being encoded go nowhere now, but must not outlive the server
 
+  if (election) election->stop();  // revokes the lease: another replica takes over at once
   availability.stop();
   registration.stop();
   plugins.stop_all();

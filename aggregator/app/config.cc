@@ -194,6 +194,9 @@ const std::map<std::string, Flag>& flags() {
                                       c.etcd_compaction_interval =
                                           to_seconds("etcd-compaction-interval", v);
                                     }}},
+      {"replica-id", {"this replica's name in the leader election, logs and metrics (default "
+                      "<hostname>:<port>)",
+                      [](Config& c, const std::string& v) { c.replica_id = v; }}},
       {"grafana-version", {"Grafana version reported to plugins (GF_VERSION, user agent)",
                            [](Config& c, const std::string& v) { c.grafana_version = v; }}},
       {"client-ca-file", {"CA bundle: a client certificate signed by it authenticates as its CN, "

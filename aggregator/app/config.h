@@ -56,6 +56,8 @@ struct Config {
   std::string etcd_certfile;
   std::string etcd_keyfile;
   std::chrono::seconds etcd_compaction_interval{300};  // 0 = never
+  // This replica's name in the leader key, logs and metrics; empty: <hostname>:<port>.
+  std::string replica_id;
   std::string grafana_version = "12.0.0";
 
   // Authentication and authorization (DESIGN §6; names as kube-apiserver's flags). With none of

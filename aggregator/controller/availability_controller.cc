@@ -66,6 +66,14 @@ void AvailabilityController::set_services(std::shared_ptr<const dataplane::Route
 
 void AvailabilityController::resync() { state_->wake_dirty(); }
 
+void AvailabilityController::rewrite() {
+  {
+    std::lock_guard lock(state_->mutex);
+    state_->written.clear();
+  }
+  state_->wake_dirty();
+}
+
 std::optional<AvailableCondition> AvailabilityController::condition(const std::string& name) const {
   std::lock_guard lock(state_->mutex);
   auto it = state_->written.find(name);

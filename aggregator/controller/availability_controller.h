@@ -61,6 +61,9 @@ class AvailabilityController {
   void set_services(std::shared_ptr<const dataplane::RouteTable> table);
   // Forces a re-evaluation of every service now (e.g. after a datasource reload). Any thread.
   void resync();
+  // Forgets what was written and re-evaluates, so every condition reaches the writer again (the
+  // store write itself skips an unchanged one): for a replica that just became the one writing.
+  void rewrite();
 
   // The last condition written for a service.
   std::optional<AvailableCondition> condition(const std::string& name) const;

@@ -54,6 +54,11 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                             .Name("dataplane_aggregator_dataplaneservice_available")
                             .Help("1 when the DataPlaneService's Available condition is True.")
                             .Register(*registry_);
+  leader_ = &prometheus::BuildGauge()
+                 .Name("dataplane_aggregator_leader")
+                 .Help("1 while this replica holds the etcd leader lease and alone writes the "
+                       "Available conditions (--storage-backend=etcd3).")
+                 .Register(*registry_);
   open_watches_ = &prometheus::BuildGauge()
                        .Name("dataplane_aggregator_open_watches")
                        .Help("Watches open on the store: the watch cache's, the registration "
@@ -138,8 +143,12 @@ void Metrics::set_plugin_up(const std::string& plugin, bool up) {
 }
 
 void Metrics::set_service_available(const std::string& name, bool available) {
-  service_available_->Add({{"name", name}}).Set(available ? 1 : 0);
+  service_available_->Add({{"name", name}, {"replica", replica_}}).Set(available ? 1 : 0);
 }
+
+void Metrics::set_replica(std::string replica) { replica_ = std::move(replica); }
+
+void Metrics::set_leader(bool leader) { leader_->Add({{"replica", replica_}}).Set(leader ? 1 : 0); }
 
 void Metrics::set_audit_events(std::uint64_t written, std::uint64_t dropped) {
   // Counters only go up: advance each to the log's own total.

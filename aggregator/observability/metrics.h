@@ -39,6 +39,11 @@ class Metrics {
   // Sets dpa_plugin_up{plugin} to 1/0, dpa_dataplaneservice_available{name}.
   void set_plugin_up(const std::string& plugin, bool up);
   void set_service_available(const std::string& name, bool available);
+  // This replica's identity (--replica-id): the `replica` label of the availability gauges, so
+  // the views of several replicas can be told apart once scraped together.
+  void set_replica(std::string replica);
+  // dataplane_aggregator_leader{replica}: 1 while this replica writes Available conditions.
+  void set_leader(bool leader);
   // Totals of the audit log: events written, events dropped (queue full, write errors).
   void set_audit_events(std::uint64_t written, std::uint64_t dropped);
   // Total of stream subscribers dropped for reading slower than their plugin stream produced.
@@ -60,6 +65,8 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* delegate_errors_;
   prometheus::Family<prometheus::Gauge>* plugin_up_;
   prometheus::Family<prometheus::Gauge>* service_available_;
+  prometheus::Family<prometheus::Gauge>* leader_;
+  std::string replica_;
   prometheus::Gauge* open_watches_;
   prometheus::Gauge* open_connections_;
   prometheus::Gauge* route_table_size_;

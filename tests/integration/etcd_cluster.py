@@ -56,9 +56,9 @@ class EtcdCluster:
         return self
 
     def start_member(self, i):
-        log = open(os.path.join(self.dir, "m%d.log" % i), "ab")
-        self.procs[i] = subprocess.Popen(self._command(i), stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+        with open(os.path.join(self.dir, "m%d.log" % i), "ab") as log:
+            self.procs[i] = subprocess.Popen(self._command(i), stdout=log, stderr=subprocess.STDOUT,
+                                             start_new_session=True)
 
     def healthy(self, i):
         try:

@@ -137,7 +137,10 @@ api::Expected<ListResult> EtcdStore::list(const ListOptions& options) const {
 int64_t EtcdStore::current_revision() const { return current_.load(); }
 
 int64_t EtcdStore::compacted_revision() const {
-  return std::max(floor_.load(), compacted_.load());
+  // etcd compacts at its own revisions, which may be past the mirror's when the latest changes were
+  // outside the prefix (compact_rev_key itself): the mirror's revision stays watchable, as nothing
+  // under the prefix changed since.
+  return std::max(floor_.load(), std::min(compacted_.load(), current_.load()));
 }
 
 api::Expected<std::unique_ptr<Watch>> EtcdStore::watch(const std::string& prefix,
