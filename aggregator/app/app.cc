@@ -110,6 +110,10 @@ int serve(const Config& config) {
                     ? open_etcd(config, store_options, etcd_client)
                     : storage::open_sqlite_store(config.data_dir, store_options);
   if (!opened.ok()) throw StartupError(opened.error().message);
+  if (auto* etcd_store = dynamic_cast<storage::etcd::EtcdStore*>(opened->get())) {
+    metrics.on_scrape(
+        [&metrics, etcd_store] { metrics.etcd_watches().Set(etcd_store->etcd_watches()); });
+  }
   InstrumentedStore store(std::move(opened).value(), metrics);
 
   const int threads = config.threads > 0 ? config.threads
@@ -339,6 +343,9 @@ int serve(const Config& config) {
   AccessControl access(auth::make_authenticator_chain(std::move(authenticators), config.anonymous_auth),
                        auth::make_authorizer_chain(std::move(authorizers)), audit.get());
 
+  // Set once the server listens (the default names its port) / with --storage-backend=etcd3.
+  std::string replica_id;
+  std::unique_ptr<storage::etcd::LeaderElection> election;
   HealthChecks health;
   health.add_liveness("ping", [] { return std::string(); });
   health.add_readiness("store", [&store] {
@@ -346,6 +353,18 @@ int serve(const Config& config) {
   });
   health.add_readiness("poststarthook/dataplaneservice-registration-controller", [&registration] {
     return registration.ready() ? std::string() : std::string("initial sync not finished");
+  });
+  // This replica's own view of availability (with etcd, the written condition is the leader's).
+  health.add_report("dataplaneservice-available", [&availability, &replica_id, &election] {
+    std::vector<std::pair<std::string, std::string>> lines;
+    const std::string who =
+        replica_id + (election ? (election->is_leader() ? ", leader" : ", follower of " + election->holder())
+                               : std::string());
+    for (const auto& [name, condition] : availability.conditions()) {
+      lines.emplace_back(name, std::string(condition.available ? "True" : "False") + " (" +
+                                   condition.reason + ") as seen by " + who);
+    }
+    return lines;
   });
 
   InflightLimits limits(config.max_requests_inflight, config.max_mutating_requests_inflight);
@@ -417,7 +436,7 @@ int serve(const Config& config) {
   }
   files.start();
 
-  const std::string replica_id =
+  replica_id =
       !config.replica_id.empty()
           ? config.replica_id
           : host_name() + ":" + std::to_string(server.secure_port() >= 0 ? server.secure_port()
@@ -425,10 +444,10 @@ int serve(const Config& config) {
   metrics.set_replica(replica_id);
   plugins.start_all();
   availability.start();
-  std::unique_ptr<storage::etcd::LeaderElection> election;
   if (etcd_client) {
     storage::etcd::LeaderElectionOptions election_options;
-    election_options.key = config.etcd_prefix + "/leases/dataplaneservice-availability-controller";
+    // Beside the objects, not among them: a leadership change is not a change of the API's state.
+    election_options.key = config.etcd_prefix + "-leases/dataplaneservice-availability-controller";
     election_options.identity = replica_id;
     election = std::make_unique<storage::etcd::LeaderElection>(
         etcd_client, election_options, [&](bool leader) {

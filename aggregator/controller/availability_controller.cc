@@ -66,6 +66,11 @@ void AvailabilityController::set_services(std::shared_ptr<const dataplane::Route
 
 void AvailabilityController::resync() { state_->wake_dirty(); }
 
+std::map<std::string, AvailableCondition> AvailabilityController::conditions() const {
+  std::lock_guard lock(state_->mutex);
+  return state_->written;
+}
+
 void AvailabilityController::rewrite() {
   {
     std::lock_guard lock(state_->mutex);

@@ -67,6 +67,9 @@ class AvailabilityController {
 
   // The last condition written for a service.
   std::optional<AvailableCondition> condition(const std::string& name) const;
+  // This replica's view of every service: the last condition it evaluated (and wrote, when it
+  // writes), by name.
+  std::map<std::string, AvailableCondition> conditions() const;
 
  private:
   struct HealthResult {

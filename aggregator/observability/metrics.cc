@@ -70,6 +70,12 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                            .Help("Client connections currently open.")
                            .Register(*registry_)
                            .Add({});
+  etcd_watches_ = &prometheus::BuildGauge()
+                       .Name("dataplane_aggregator_etcd_watches")
+                       .Help("etcd watch streams open (--storage-backend=etcd3): one per "
+                             "replica, however many clients watch.")
+                       .Register(*registry_)
+                       .Add({});
   watch_cache_watchers_ = &prometheus::BuildGauge()
                               .Name("dataplane_aggregator_watch_cache_watchers")
                               .Help("API watches open, all served by the watch cache.")

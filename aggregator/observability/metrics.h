@@ -34,6 +34,9 @@ class Metrics {
   prometheus::Gauge& open_connections() { return *open_connections_; }
   prometheus::Gauge& route_table_size() { return *route_table_size_; }
   prometheus::Gauge& watch_cache_watchers() { return *watch_cache_watchers_; }
+  // etcd watch streams this replica has open (--storage-backend=etcd3): 1, however many clients
+  // watch; 0 while it reconnects.
+  prometheus::Gauge& etcd_watches() { return *etcd_watches_; }
   prometheus::Gauge& watch_cache_objects() { return *watch_cache_objects_; }
   prometheus::Gauge& stream_subscribers() { return *stream_subscribers_; }
   // Sets dpa_plugin_up{plugin} to 1/0, dpa_dataplaneservice_available{name}.
@@ -71,6 +74,7 @@ class Metrics {
   prometheus::Gauge* open_connections_;
   prometheus::Gauge* route_table_size_;
   prometheus::Gauge* watch_cache_watchers_;
+  prometheus::Gauge* etcd_watches_;
   prometheus::Gauge* watch_cache_objects_;
   prometheus::Gauge* stream_subscribers_;
   prometheus::Gauge* build_info_;

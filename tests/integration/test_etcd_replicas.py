@@ -7,8 +7,10 @@ write, losing quorum makes writes 503 while reads and queries keep working, and 
 410 to an old watch, after which the Python client relists."""
 
 import json
+import os
 import re
 import signal
+import subprocess
 import threading
 import time
 import unittest
@@ -123,6 +125,26 @@ class ReplicasTest(unittest.TestCase):
         for i in range(1, 5):
             self.aggs[0].request("DELETE", DPS + "/v1.order%d.example.com" % i)
 
+    def test_kubectl_get_w_through_one_replica_sees_writes_through_another(self):
+        env = dict(os.environ, HOME=self.aggs[0].home, KUBECONFIG=self.aggs[0].kubeconfig)
+        # The default (Table) output with the event type first: "ADDED  v1.kw.example.com  ...".
+        watcher = subprocess.Popen(["kubectl", "get", "dataplaneservices", "-w", "--output-watch-events"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        lines = []
+        reader = threading.Thread(target=lambda: lines.extend(iter(watcher.stdout.readline, "")), daemon=True)
+        reader.start()
+        try:
+            # The watch is open once the replica counts it.
+            self.assertTrue(wait_for(lambda: (self.aggs[0].metric("dataplane_aggregator_watch_cache_watchers") or 0) >= 1, 30))
+            self.assertEqual(self.aggs[1].json("POST", DPS, body("kw.example.com"))[0], 201)
+            self.assertEqual(self.aggs[2].request("DELETE", DPS + "/v1.kw.example.com")[0], 200)
+            events = lambda: [l.split()[:2] for l in list(lines) if "v1.kw.example.com" in l]
+            self.assertTrue(wait_for(lambda: ["DELETED", "v1.kw.example.com"] in events(), 30), lines)
+            self.assertEqual(events()[0], ["ADDED", "v1.kw.example.com"])
+        finally:
+            watcher.terminate()
+            watcher.communicate(timeout=10)
+
     def test_stale_update_through_another_replica_is_409(self):
         status, created = self.aggs[0].json("POST", DPS, body("stale.example.com"))
         self.assertEqual(status, 201)
@@ -138,10 +160,32 @@ class ReplicasTest(unittest.TestCase):
         self.aggs[1].request("DELETE", DPS + "/v1.stale.example.com")
 
     def test_one_replica_leads_and_all_report_their_own_view(self):
+        self.assertEqual(self.aggs[0].json("POST", DPS, body("view.example.com", plugin="absent"))[0], 201)
         self.assertTrue(wait_for(lambda: leader_of(self.aggs) is not None, 30))
+        leader = "replica-%d" % leader_of(self.aggs)
         for i, agg in enumerate(self.aggs):
             metrics = agg.request("GET", "/metrics")[2].decode()
             self.assertIn('replica="replica-%d"' % i, metrics)
+            line = "[+]dataplaneservice-available/v1.view.example.com ok: False (PluginNotFound) as seen by replica-%d" % i
+            self.assertTrue(wait_for(lambda: line in agg.request("GET", "/readyz?verbose")[2].decode(), 30))
+            readyz = agg.request("GET", "/readyz?verbose")[2].decode()
+            self.assertIn(", leader" if leader == "replica-%d" % i else ", follower of " + leader, readyz)
+        self.aggs[1].request("DELETE", DPS + "/v1.view.example.com")
+
+    def test_many_watchers_cost_one_etcd_watch(self):
+        conns = []
+        try:
+            for _ in range(50):
+                conn = self.aggs[0].connection(timeout=30)
+                conn.request("GET", DPS + "?watch=true&timeoutSeconds=30")
+                self.assertEqual(conn.getresponse().status, 200)
+                conns.append(conn)
+            self.assertGreaterEqual(self.aggs[0].metric("dataplane_aggregator_watch_cache_watchers"), 50)
+            for agg in self.aggs:
+                self.assertEqual(agg.metric("dataplane_aggregator_etcd_watches"), 1)
+        finally:
+            for conn in conns:
+                conn.close()
 
 
 class FailuresTest(unittest.TestCase):

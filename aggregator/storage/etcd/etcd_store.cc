@@ -45,7 +45,8 @@ EtcdStore::EtcdStore(std::shared_ptr<Client> client, EtcdStoreOptions options,
     : client_(std::move(client)),
       options_(std::move(options)),
       store_options_(store_options),
-      range_end_(prefix_end(options_.prefix)) {}
+      range_start_(options_.prefix + "/"),
+      range_end_(prefix_end(range_start_)) {}
 
 api::Expected<std::unique_ptr<EtcdStore>> EtcdStore::open(std::shared_ptr<Client> client,
                                                           EtcdStoreOptions options,
@@ -178,6 +179,9 @@ api::Expected<Record> EtcdStore::remove(const std::string& key, int64_t expected
 api::Expected<Record> EtcdStore::write(Op op, const std::string& key, const std::string& value,
                                        int64_t expected) {
   if (key.empty()) return api::ApiError::bad_request("storage key must not be empty");
+  if (key.front() != '/') {
+    return api::ApiError::bad_request("storage key \"" + key + "\" must start with /");
+  }
   if (value.size() > store_options_.max_value_bytes) {
     return api::ApiError::too_large("the object is " + std::to_string(value.size()) +
                                     " bytes, more than the storage limit of " +
@@ -238,7 +242,7 @@ api::Expected<Record> EtcdStore::write(Op op, const std::string& key, const std:
       return record;
     }
     if (retried && op == Op::kRemove && !stored && before) {
-      wait_applied(revision);
+      // Our delete's own revision is unknown (the reply is the failure branch's).
       Record record = *before;
       record.mod_revision = revision;
       return record;
@@ -302,7 +306,7 @@ api::Outcome EtcdStore::compact(int64_t revision) {
 api::Expected<std::pair<std::map<std::string, Record>, int64_t>> EtcdStore::read_all() {
   std::map<std::string, Record> records;
   int64_t revision = 0;
-  std::string from = options_.prefix;
+  std::string from = range_start_;
   for (;;) {
     etcdserverpb::RangeRequest request;
     request.set_key(from);
@@ -364,11 +368,15 @@ api::Outcome EtcdStore::relist(bool backwards) {
                               {"objects", records_.size()},
                               {"changes", events.size()},
                               {"revision", revision}});
-  publish_locked(std::move(events), std::max(revision, current_.load()));
+  publish_locked(std::move(events));
   return api::Ok{};
 }
 
-void EtcdStore::publish_locked(std::vector<Event> events, int64_t revision) {
+void EtcdStore::publish_locked(std::vector<Event> events) {
+  if (events.empty()) return;
+  // The mirror's revision is its last event's: a revision where nothing under the prefix changed
+  // would be one the store watches (and the watch cache on them) never reach.
+  const int64_t revision = events.back().revision;
   for (const Event& event : events) history_.push_back(event);
   while (history_.size() > store_options_.memory_history_limit) {
     const int64_t dropped = history_.front().revision;
@@ -380,9 +388,7 @@ void EtcdStore::publish_locked(std::vector<Event> events, int64_t revision) {
     current_.store(std::max(current_.load(), revision));
   }
   applied_.notify_all();
-  if (!events.empty()) {
-    hub_.publish(std::make_shared<const std::vector<Event>>(std::move(events)));
-  }
+  hub_.publish(std::make_shared<const std::vector<Event>>(std::move(events)));
 }
 
 void EtcdStore::apply(const etcdserverpb::WatchResponse& response) {
@@ -415,7 +421,7 @@ void EtcdStore::apply(const etcdserverpb::WatchResponse& response) {
   // revision may be later than the events, but only a progress notification says nothing else
   // under the prefix happened up to it.
   last_etcd_revision_ = last;
-  publish_locked(std::move(events), to_store(last));
+  publish_locked(std::move(events));
 }
 
 void EtcdStore::run_watch() {
@@ -443,7 +449,7 @@ void EtcdStore::run_watch() {
     auto stream = client_->watch(member).Watch(ctx.get());
     etcdserverpb::WatchRequest request;
     auto* create = request.mutable_create_request();
-    create->set_key(options_.prefix);
+    create->set_key(range_start_);
     create->set_range_end(range_end_);
     create->set_start_revision(last_etcd_revision_ + 1);
     create->set_prev_kv(true);
@@ -476,10 +482,10 @@ void EtcdStore::run_watch() {
         if (response.events_size() > 0) {
           apply(response);
         } else if (response.header().revision() > last_etcd_revision_) {
-          // A progress notification: nothing under the prefix changed up to this revision.
+          // A progress notification: nothing under the prefix changed up to this revision, so
+          // a resumed watch may start after it.
           std::unique_lock<std::shared_mutex> lock(state_mutex_);
           last_etcd_revision_ = response.header().revision();
-          publish_locked({}, to_store(last_etcd_revision_));
         }
       }
     }

@@ -4,8 +4,11 @@
 //   writes ──Txn (compare mod_revision, as kube-apiserver)──▶ etcd ──watch (prev_kv, progress)──▶ mirror
 //   reads, store watches ◀──────────────────────────────────────────────────────────────── mirror
 //
-// - A store key K is the etcd key prefix + K. resourceVersion is etcd's mod_revision; a list's is
-//   the mirror's revision (every change under the prefix up to it is applied).
+// - A store key K (which starts with '/') is the etcd key prefix + K; the mirror covers exactly
+//   those keys ([prefix + "/", ...)), so keys beside it (prefix + "-leases/...") never move its
+//   revision. resourceVersion is etcd's mod_revision; a list's is the mirror's revision: the
+//   revision of the last change under the prefix it applied (never a later etcd revision where
+//   nothing under the prefix changed: store watches would not reach it).
 // - create = Txn on mod_revision == 0; update/remove = Txn on mod_revision == expected (or on the
 //   key existing, when no revision is given); the failure branch reads the key, so a conflict is
 //   409 and a missing key 404 without a second round trip. A write returns once the mirror has
@@ -95,8 +98,9 @@ class EtcdStore final : public Store {
   api::Outcome relist(bool backwards);
   void run_watch();
   void apply(const etcdserverpb::WatchResponse& response);
-  // Appends events to the ring and publishes them; with state_mutex_ held.
-  void publish_locked(std::vector<Event> events, int64_t revision);
+  // Appends events (ascending revisions) to the ring, moves the mirror's revision to the last
+  // one and publishes them; with state_mutex_ held.
+  void publish_locked(std::vector<Event> events);
   void run_compactor();
   // Sleeps up to `d`; false when stopping.
   bool pause(std::chrono::milliseconds d);
@@ -109,6 +113,7 @@ class EtcdStore final : public Store {
   const std::shared_ptr<Client> client_;
   const EtcdStoreOptions options_;
   const StoreOptions store_options_;
+  const std::string range_start_;
   const std::string range_end_;
 
   mutable std::shared_mutex state_mutex_;
