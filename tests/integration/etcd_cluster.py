@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import tempfile
 import time
@@ -19,8 +20,14 @@ from harness import free_port, wait_for
 
 
 class EtcdCluster:
-    def __init__(self, members=3):
+    def __init__(self, members=3, pki=None):
+        """With `pki` (pki.Pki), clients must connect over TLS with a certificate it signed:
+        self.client_cert is one (crt, key) pair."""
         self.members = members
+        self.pki = pki
+        if pki:
+            self.server_cert = pki.issue("etcd-server", "/CN=etcd", server=True)
+            self.client_cert = pki.issue("etcd-client", "/CN=dataplane-aggregator")
         self.dir = tempfile.mkdtemp(prefix="dpa-etcd-")
         self.client_ports = [free_port() for _ in range(members)]
         self.peer_ports = [free_port() for _ in range(members)]
@@ -29,7 +36,8 @@ class EtcdCluster:
 
     @property
     def urls(self):
-        return ["http://127.0.0.1:%d" % p for p in self.client_ports]
+        scheme = "https" if self.pki else "http"
+        return ["%s://127.0.0.1:%d" % (scheme, p) for p in self.client_ports]
 
     @property
     def servers(self):
@@ -47,7 +55,10 @@ class EtcdCluster:
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                 "--initial-cluster", initial, "--initial-cluster-state", "new",
                 "--initial-cluster-token", "dpa-it-%d-%d" % (os.getpid(), self.generation),
-                "--log-level", "error"]
+                "--log-level", "error"] + ([
+                    "--cert-file", self.server_cert[0], "--key-file", self.server_cert[1],
+                    "--client-cert-auth", "--trusted-ca-file", self.pki.path("ca.crt")]
+                    if self.pki else [])
 
     def start(self):
         for i in range(self.members):
@@ -61,8 +72,12 @@ class EtcdCluster:
                                              start_new_session=True)
 
     def healthy(self, i):
+        context = None
+        if self.pki:
+            context = ssl.create_default_context(cafile=self.pki.path("ca.crt"))
+            context.load_cert_chain(*self.client_cert)
         try:
-            with urllib.request.urlopen(self.urls[i] + "/health", timeout=2) as r:
+            with urllib.request.urlopen(self.urls[i] + "/health", timeout=2, context=context) as r:
                 return json.loads(r.read()).get("health") == "true"
         except (OSError, ValueError):
             return False
@@ -88,8 +103,10 @@ class EtcdCluster:
         self.start()
 
     def etcdctl(self, *args):
-        return subprocess.run(["etcdctl", "--endpoints", ",".join(u[len("http://"):] for u in self.urls)]
-                              + list(args), check=True, capture_output=True, text=True).stdout
+        tls = ["--cacert", self.pki.path("ca.crt"), "--cert", self.client_cert[0],
+               "--key", self.client_cert[1]] if self.pki else []
+        return subprocess.run(["etcdctl", "--endpoints", ",".join(self.urls)] + tls + list(args),
+                              check=True, capture_output=True, text=True).stdout
 
     def log(self):
         out = []
