@@ -39,7 +39,25 @@ Expected<nlohmann::json> apply_json_patch(const nlohmann::json& target, std::str
     }
   }
   try {
-    return target.patch(p);
+    // One operation at a time, so each is checked against the document as the ones before left
+    // it: nlohmann's "add" asserts (aborting the process) instead of throwing when the target's
+    // parent is a string or number, as in {"op":"add","path":"/spec/pluginID/4"}.
+    nlohmann::json result = target;
+    for (const auto& op : p) {
+      const std::string& name = op["op"].get_ref<const std::string&>();
+      if (name == "add" || name == "copy" || name == "move") {
+        const nlohmann::json::json_pointer path(op["path"].get<std::string>());
+        if (!path.empty()) {
+          const auto parent = path.parent_pointer();
+          if (result.contains(parent) && !result.at(parent).is_structured()) {
+            return patch_failed("the JSON patch could not be applied: " + name + " to path \"" +
+                                path.to_string() + "\": its parent is not an object or array");
+          }
+        }
+      }
+      result = result.patch(nlohmann::json::array({op}));
+    }
+    return result;
   } catch (const nlohmann::json::out_of_range& e) {
     return patch_failed(std::string("the JSON patch could not be applied: ") + e.what());
   } catch (const nlohmann::json::parse_error& e) {

@@ -95,6 +95,26 @@ TEST(JsonPatch, UnappliableIs422AndUndecodableIs400) {
   EXPECT_EQ(no_op.error().code, 400);
 }
 
+// Found by fuzz_patches: nlohmann's "add" under a string asserted and aborted the process.
+TEST(JsonPatch, AddUnderAScalarIs422) {
+  json target = {{"spec", {{"pluginID", "p"}, {"n", 1}}}};
+  for (const char* patch :
+       {R"([{"op":"add","path":"/spec/pluginID/4","value":1}])",
+        R"([{"op":"add","path":"/spec/n/x","value":1}])",
+        R"([{"op":"copy","from":"/spec/n","path":"/spec/pluginID/0"}])",
+        R"([{"op":"move","from":"/spec/n","path":"/spec/pluginID/-"}])",
+        // The scalar parent appears only after an earlier operation.
+        R"([{"op":"replace","path":"/spec","value":"s"},{"op":"add","path":"/spec/x","value":1}])"}) {
+    auto r = apply_json_patch(target, patch);
+    ASSERT_FALSE(r.ok()) << patch;
+    EXPECT_EQ(r.error().code, 422) << patch;
+    EXPECT_NE(r.error().message.find("not an object or array"), std::string::npos) << patch;
+  }
+  // An add into an object or array still works, as does adding the root.
+  EXPECT_TRUE(apply_json_patch(target, R"([{"op":"add","path":"/spec/x","value":1}])").ok());
+  EXPECT_TRUE(apply_json_patch(target, R"([{"op":"add","path":"","value":{"a":1}}])").ok());
+}
+
 }  // namespace
 }  // namespace dpa::api
 
