@@ -12,6 +12,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import unittest
@@ -279,6 +280,47 @@ class FailuresTest(unittest.TestCase):
             status, listed = agg.json("GET", DPS)
             self.assertGreater(int(listed["metadata"]["resourceVersion"]), old_rv)
             self.assertGreater(int(listed["items"][0]["metadata"]["resourceVersion"]), old_rv)
+
+
+class NoFlappingTest(unittest.TestCase):
+    def test_replicas_that_disagree_do_not_fight_over_the_condition(self):
+        """Replica 0 runs the testdata plugin, replica 1 has none: they see the DataPlaneService
+        differently, and only the leader's view is written, once."""
+        empty_plugins = tempfile.mkdtemp(prefix="dpa-no-plugins-")
+        with EtcdCluster(1) as etcd:
+            args = ["--storage-backend", "etcd3", "--etcd-servers", etcd.servers]
+            aggs = [Aggregator(args=args + ["--replica-id", "with-plugin"], datasources=EXAMPLE_DATASOURCES).start(),
+                    Aggregator(args=args + ["--replica-id", "without-plugin"], datasources=EXAMPLE_DATASOURCES,
+                               plugins_dir=empty_plugins).start()]
+            try:
+                self.assertTrue(wait_for(lambda: leader_of(aggs) is not None, 30))
+                leader = leader_of(aggs)
+                aggs[1 - leader].kubectl("apply", "-f", example("datasource.yml"))
+                name = "v0alpha1.testdata.datasource.grafana.app"
+                views = {0: "True (Passed)", 1: "False (PluginNotFound)"}
+                for i, agg in enumerate(aggs):
+                    self.assertTrue(wait_for(lambda: "dataplaneservice-available/%s ok: %s" % (name, views[i])
+                                             in agg.request("GET", "/readyz?verbose")[2].decode(), 30))
+
+                def written():
+                    conditions = aggs[0].json("GET", DPS + "/" + name)[1].get("status", {}).get("conditions", [])
+                    return [c for c in conditions if c["type"] == "Available"]
+
+                expected = "True" if leader == 0 else "False"
+                self.assertTrue(wait_for(lambda: written() and written()[0]["status"] == expected, 30), written())
+                rv = aggs[0].json("GET", DPS + "/" + name)[1]["metadata"]["resourceVersion"]
+                # Both replicas re-evaluate on a datasource reload; neither writes again.
+                for agg in aggs:
+                    agg.proc.send_signal(signal.SIGHUP)
+                for agg in aggs:
+                    self.assertTrue(wait_for(lambda: "SIGHUP: datasource provisioning reloaded" in agg.log(), 30))
+                time.sleep(2)  # nothing to wait for: a write that should not happen
+                self.assertEqual(aggs[1].json("GET", DPS + "/" + name)[1]["metadata"]["resourceVersion"], rv)
+                self.assertEqual(written()[0]["status"], expected)
+            finally:
+                for agg in aggs:
+                    agg.stop()
+        shutil.rmtree(empty_plugins, ignore_errors=True)
 
 
 class TlsTest(unittest.TestCase):
