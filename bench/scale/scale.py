@@ -39,14 +39,14 @@ def obj(i):
 
 
 class Aggregator:
-    def __init__(self, build):
+    def __init__(self, build, extra_args=()):
         self.work = tempfile.mkdtemp(prefix="dpa-scale-")
         data = os.path.join(self.work, "data")
         self.log = open(os.path.join(self.work, "aggregator.log"), "wb")
         self.proc = subprocess.Popen(
             [os.path.join(build, "aggregator", "dataplane-aggregator"), "--port", "0",
              "--secure-port", "-1", "--anonymous-auth", "--data-dir", data, "--log-level", "error",
-             "--max-requests-inflight", "0", "--max-connections", "20000"],
+             "--max-requests-inflight", "0", "--max-connections", "20000"] + list(extra_args),
             stdout=self.log, stderr=subprocess.STDOUT)
         kubeconfig = os.path.join(data, "aggregator.kubeconfig")
         deadline = time.time() + 30
