@@ -124,7 +124,9 @@ int serve(const Config& config) {
   boost::asio::io_context io(1);
   std::vector<std::unique_ptr<boost::asio::io_context>> io_workers;
   for (int i = 1; i < threads; ++i) io_workers.push_back(std::make_unique<boost::asio::io_context>(1));
-  obs::WorkerPool blocking(2, "blocking pool");
+  // With etcd a write waits for a network round trip (and up to two request timeouts while etcd
+  // has no quorum): more threads, so a stalled etcd holds requests, not the pool.
+  obs::WorkerPool blocking(config.storage_backend == "etcd3" ? 16 : 2, "blocking pool");
   // Large query replies are encoded here, not on the I/O thread that received them.
   obs::WorkerPool encoding(static_cast<std::size_t>(threads), "encoding pool");
 

@@ -8,6 +8,7 @@
 #include "aggregator/apimachinery/selectors.h"
 #include "aggregator/apimachinery/table.h"
 #include "aggregator/dataplaneservice/types.h"
+#include "aggregator/observability/containment.h"
 #include "aggregator/http/wire.h"
 #include "aggregator/observability/log.h"
 
@@ -182,15 +183,15 @@ json parse_cached(const std::string& bytes) { return json::parse(bytes, nullptr,
 // selectors, bookmarks, and a clean end at the timeout. Cache events arrive on the store's
 // notification thread (or, for a backlog, on the thread that started the watch), timers on the
 // exchange's strand; `mu_` serialises them. Each event's JSON line is encoded once and the same
-// buffer is queued to every watcher that gets it. The cache Watch is cancelled on the blocking
-// executor (never from inside its own callback).
+// buffer is queued to every watcher that gets it. The cache Watch is cancelled on the handler's
+// watch-cancel thread (never from inside its own callback).
 class WatchSession : public std::enable_shared_from_this<WatchSession> {
  public:
-  WatchSession(std::shared_ptr<http::Exchange> ex, boost::asio::any_io_executor blocking,
+  WatchSession(std::shared_ptr<http::Exchange> ex, boost::asio::any_io_executor cancels,
                api::LabelSelector labels, api::FieldSelector fields, api::Negotiated negotiated,
                api::IncludeObject include, std::size_t max_pending)
       : ex_(std::move(ex)),
-        blocking_(std::move(blocking)),
+        cancels_(std::move(cancels)),
         labels_(std::move(labels)),
         fields_(std::move(fields)),
         negotiated_(std::move(negotiated)),
@@ -399,7 +400,7 @@ class WatchSession : public std::enable_shared_from_this<WatchSession> {
   void cancel_on_blocking(std::unique_ptr<storage::Watch> watch) {
     if (!watch) return;
     std::shared_ptr<storage::Watch> shared(std::move(watch));
-    boost::asio::post(blocking_, [shared] { shared->cancel(); });
+    boost::asio::post(cancels_, [shared] { shared->cancel(); });
   }
 
   // False (and the watcher cut off) when it is too far behind: its client re-watches from its
@@ -417,7 +418,7 @@ class WatchSession : public std::enable_shared_from_this<WatchSession> {
   }
 
   std::shared_ptr<http::Exchange> ex_;
-  boost::asio::any_io_executor blocking_;
+  boost::asio::any_io_executor cancels_;
   api::LabelSelector labels_;
   api::FieldSelector fields_;
   api::Negotiated negotiated_;
@@ -445,6 +446,7 @@ RestHandler::RestHandler(storage::Store& store, boost::asio::any_io_executor blo
   // The cache lists the store's memory and registers a watch: neither fails on an open store.
   if (!cache) throw std::runtime_error("watch cache: " + cache.error().message);
   cache_ = std::move(cache).value();
+  cancels_ = std::make_unique<obs::WorkerPool>(1, "watch cancel");
 }
 
 RestHandler::~RestHandler() = default;
@@ -777,8 +779,9 @@ void RestHandler::handle_watch(const std::shared_ptr<http::Exchange>& ex,
   auto include = api::parse_include_object(ex->query_param("includeObject"));
   if (!include) return respond_error(ex, include.error());
 
-  auto session = std::make_shared<WatchSession>(ex, blocking_, *labels, *fields, *negotiated,
-                                                *include, options_.max_watch_pending_bytes);
+  auto session = std::make_shared<WatchSession>(ex, cancels_->get_executor(), *labels, *fields,
+                                                *negotiated, *include,
+                                                options_.max_watch_pending_bytes);
   ex->on_close([session] { session->stop(); });
   http::ResponseHead head;
   head.status = 200;

@@ -27,6 +27,10 @@
 #include <string_view>
 #include <vector>
 
+namespace dpa::obs {
+class WorkerPool;
+}
+
 namespace dpa::dataplaneservice {
 
 struct RestOptions {
@@ -131,6 +135,10 @@ class RestHandler {
   boost::asio::any_io_executor blocking_;
   RestOptions options_;
   std::unique_ptr<storage::WatchCache> cache_;
+  // Ends watch sessions' cache watches (which waits for a running delivery): its own thread, so a
+  // closed watch is never queued behind store writes that wait on a slow or unreachable etcd.
+  // Declared after cache_: drained before the cache goes.
+  std::unique_ptr<obs::WorkerPool> cancels_;
 };
 
 }  // namespace dpa::dataplaneservice
