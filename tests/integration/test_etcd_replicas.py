@@ -231,6 +231,15 @@ class FailuresTest(unittest.TestCase):
 
     def test_quorum_lost_writes_503_reads_serve_then_recover(self):
         self.assertEqual(self.aggs[0].json("POST", DPS, body("before.example.com"))[0], 201)
+        # A replica with the testdata plugin: its data plane must keep answering without etcd.
+        self.aggs.append(Aggregator(args=["--storage-backend", "etcd3", "--etcd-servers", self.etcd.servers],
+                                    datasources=EXAMPLE_DATASOURCES).start())
+        self.aggs[2].kubectl("apply", "-f", example("datasource.yml"))
+        with open(example("query.json")) as f:
+            query = f.read()
+        run_query = lambda: self.aggs[2].request("POST", QUERY, body=query,
+                                                 headers={"Content-Type": "application/json"})[0]
+        self.assertTrue(wait_for(lambda: run_query() == 200, 30))
         self.etcd.signal(1, signal.SIGSTOP)
         self.etcd.signal(2, signal.SIGSTOP)
         try:
@@ -239,9 +248,10 @@ class FailuresTest(unittest.TestCase):
             self.assertEqual(status, 503, answer)
             self.assertIn("storage unavailable", answer["message"])
             self.assertLess(time.time() - started, 60)
-            # Reads keep serving from the replicas' caches.
+            # Reads keep serving from the replicas' caches, and the data plane keeps routing.
             for agg in self.aggs:
                 self.assertIn("v1.before.example.com", names(agg))
+            self.assertEqual(run_query(), 200)
         finally:
             self.etcd.signal(1, signal.SIGCONT)
             self.etcd.signal(2, signal.SIGCONT)
