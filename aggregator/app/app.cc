@@ -2,6 +2,7 @@
 
 #include "aggregator/app/access_control.h"
 #include "aggregator/app/config.h"
+#include "aggregator/app/datasource_exchange.h"
 #include "aggregator/app/front_router.h"
 #include "aggregator/app/inflight_limits.h"
 #include "aggregator/app/health.h"
@@ -39,6 +40,7 @@
 #include <csignal>
 #include <filesystem>
 #include <iostream>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -200,11 +202,16 @@ int serve(const Config& config) {
   // With etcd, several replicas share the objects: one of them, elected (DESIGN §7), writes the
   // condition; every replica keeps its own view in its metrics and logs.
   std::atomic<bool> writes_conditions{!etcd_client};
+  // The datasource exchange document follows availability, datasources and registrations; it is
+  // recomputed (refresh_exchange, set below once everything it reads exists) on each change.
+  DatasourceExchange exchange(config.grafana_uid, config.datasource_exchange_file);
+  std::function<void()> refresh_exchange;
   controller::AvailabilityController availability(
-      dataplane.context(), [&api, &metrics, &writes_conditions](
+      dataplane.context(), [&api, &metrics, &writes_conditions, &refresh_exchange](
                                const std::string& name, bool available, const std::string& reason,
                                const std::string& message) {
         metrics.set_service_available(name, available);
+        refresh_exchange();
         if (!writes_conditions.load()) return;
         auto written = api.set_available_condition(name, available, reason, message);
         if (!written.ok() && written.error().code != 404) {
@@ -212,13 +219,42 @@ int serve(const Config& config) {
                     {{"dataplaneservice", name}, {"error", written.error().message}});
         }
       });
-  if (datasources) datasources->on_change([&availability](auto) { availability.resync(); });
 
   // Registration: store watch -> route table (and the availability controller's service list).
   controller::RegistrationController registration(store);
-  registration.on_table_change([&availability](std::shared_ptr<const dataplane::RouteTable> table) {
-    availability.set_services(std::move(table));
-  });
+  std::mutex exchange_mutex;  // one refresh at a time, so an older view never overwrites a newer
+  refresh_exchange = [&] {
+    std::lock_guard<std::mutex> lock(exchange_mutex);
+    std::vector<ExchangeEntry> served;
+    if (datasources) {
+      // Datasource plugins whose DataPlaneService this replica sees Available.
+      std::set<std::string> available;
+      const auto conditions = availability.conditions();
+      for (const auto& entry : registration.table()->services()) {
+        auto it = conditions.find(entry->name);
+        if (entry->spec.plugin_type == "datasource" && it != conditions.end() &&
+            it->second.available) {
+          available.insert(entry->spec.plugin_id);
+        }
+      }
+      for (const auto& ds : datasources->snapshot()->all()) {
+        if (available.count(ds.type) && plugins.info(ds.type)) served.push_back({ds.type, ds.uid});
+      }
+    }
+    exchange.update(std::move(served));
+  };
+  refresh_exchange();
+  if (datasources) {
+    datasources->on_change([&availability, &refresh_exchange](auto) {
+      availability.resync();
+      refresh_exchange();
+    });
+  }
+  registration.on_table_change(
+      [&availability, &refresh_exchange](std::shared_ptr<const dataplane::RouteTable> table) {
+        availability.set_services(std::move(table));
+        refresh_exchange();
+      });
   if (auto started = registration.start(); !started.ok()) throw StartupError(started.error().message);
   metrics.on_scrape([&] { metrics.route_table_size().Set(static_cast<double>(registration.size())); });
 
@@ -370,7 +406,8 @@ int serve(const Config& config) {
   });
 
   InflightLimits limits(config.max_requests_inflight, config.max_mutating_requests_inflight);
-  FrontRouter router({health, metrics, api, registration, dataplane, delegate, access, limits});
+  FrontRouter router(
+      {health, metrics, api, registration, dataplane, delegate, access, limits, exchange});
 
   http::ServerOptions server_options;
   server_options.bind_address = config.bind_address;

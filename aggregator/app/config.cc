@@ -197,6 +197,15 @@ const std::map<std::string, Flag>& flags() {
       {"replica-id", {"this replica's name in the leader election, logs and metrics (default "
                       "<hostname>:<port>)",
                       [](Config& c, const std::string& v) { c.replica_id = v; }}},
+      {"grafana-uid", {"uid of the Grafana these datasources belong to: publishes the datasource "
+                       "exchange document (GET /apis/aggregation.grafana.app/v0alpha1/"
+                       "datasourceexchange)",
+                       [](Config& c, const std::string& v) { c.grafana_uid = v; }}},
+      {"datasource-exchange-file", {"also write the datasource exchange document to this file "
+                                    "(atomically, whenever it changes; needs --grafana-uid)",
+                                    [](Config& c, const std::string& v) {
+                                      c.datasource_exchange_file = v;
+                                    }}},
       {"grafana-version", {"Grafana version reported to plugins (GF_VERSION, user agent)",
                            [](Config& c, const std::string& v) { c.grafana_version = v; }}},
       {"client-ca-file", {"CA bundle: a client certificate signed by it authenticates as its CN, "
@@ -379,6 +388,8 @@ Config parse_config(int argc, char** argv, bool& help) {
                       "\" is not one of sqlite, etcd3");
   if (config.storage_backend == "etcd3" && config.etcd_servers.empty())
     throw ConfigError("--storage-backend=etcd3 needs --etcd-servers");
+  if (!config.datasource_exchange_file.empty() && config.grafana_uid.empty())
+    throw ConfigError("--datasource-exchange-file needs --grafana-uid");
   if (config.etcd_certfile.empty() != config.etcd_keyfile.empty())
     throw ConfigError("--etcd-certfile and --etcd-keyfile go together");
   if (config.proxy_client_cert_file.empty() != config.proxy_client_key_file.empty())

@@ -59,6 +59,10 @@ struct Config {
   // This replica's name in the leader key, logs and metrics; empty: <hostname>:<port>.
   std::string replica_id;
   std::string grafana_version = "12.0.0";
+  // The datasource exchange document (GET .../datasourceexchange, and this file when set) is
+  // published only with the uid of the Grafana these datasources belong to.
+  std::string grafana_uid;
+  std::string datasource_exchange_file;
 
   // Authentication and authorization (DESIGN §6; names as kube-apiserver's flags). With none of
   // the authentication flags, a generated admin token (<data-dir>/admin.token) is the way in.

@@ -2,6 +2,7 @@
 
 #include "aggregator/apimachinery/codec.h"
 #include "aggregator/app/access_control.h"
+#include "aggregator/app/datasource_exchange.h"
 #include "aggregator/app/inflight_limits.h"
 #include "aggregator/app/discovery.h"
 #include "aggregator/controller/registration_controller.h"
@@ -96,6 +97,7 @@ void FrontRouter::route(std::shared_ptr<http::Exchange> exchange,
   if (core_group && deps_.delegate.configured()) {
     return deps_.delegate.forward(std::move(exchange), std::move(user));
   }
+  if (path == kDatasourceExchangePath) return deps_.exchange.serve(*exchange);
   if (deps_.api.serves(path)) return deps_.api.handle(std::move(exchange));
 
   if (starts_with(path, "/apis/")) {

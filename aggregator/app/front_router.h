@@ -32,6 +32,7 @@ class Metrics;
 namespace dpa::app {
 
 class AccessControl;
+class DatasourceExchange;
 class InflightLimits;
 
 struct FrontRouterDeps {
@@ -45,6 +46,7 @@ struct FrontRouterDeps {
   const AccessControl& access;
   // Admits what has been authorized, or answers 429 (DESIGN §8).
   InflightLimits& limits;
+  const DatasourceExchange& exchange;
 };
 
 class FrontRouter {
