@@ -23,3 +23,6 @@ VOLUME /var/lib/dataplane-aggregator/data
 ENTRYPOINT ["dataplane-aggregator", "--bind-address", "0.0.0.0", \
             "--data-dir", "/var/lib/dataplane-aggregator/data", \
             "--plugins-dir", "/var/lib/dataplane-aggregator/plugins"]
+# The example datasources, as ./scripts/run.sh starts with; `docker run IMAGE --datasources FILE`
+# (or any other flags) replaces them.
+CMD ["--datasources", "/usr/share/dataplane-aggregator/examples/provisioning/datasources.yaml"]
