@@ -264,10 +264,13 @@ class FailuresTest(unittest.TestCase):
         self.assertTrue(wait_for(lambda: leader_of(self.aggs) is not None, 30))
         leader = leader_of(self.aggs)
         other = 1 - leader
+        killed = time.time()
         self.aggs[leader].kill9()
-        # The lease (15 s) expires and the other replica takes the key within a second of it.
+        # The lease (TTL 15 s, renewed every 5 s) expires at most 15 s after the kill, and the other
+        # replica, retrying every second, takes the key within a second of that.
         self.assertTrue(wait_for(lambda: leads(self.aggs[other]), 25),
                         self.aggs[other].log()[-2000:])
+        self.assertLess(time.time() - killed, 17.5)
         # ... and writes conditions: a new object gets its Available condition.
         self.assertEqual(self.aggs[other].json("POST", DPS, body("late.example.com", plugin="absent"))[0], 201)
         self.assertTrue(wait_for(lambda: self.aggs[other].json("GET", DPS + "/v1.late.example.com")[1]
