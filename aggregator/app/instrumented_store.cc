@@ -66,8 +66,9 @@ api::Outcome InstrumentedStore::compact(int64_t revision) {
 }
 
 api::Expected<std::unique_ptr<storage::Watch>> InstrumentedStore::watch(
-    const std::string& prefix, int64_t after_revision, storage::WatchCallback callback) {
-  auto watch = inner_->watch(prefix, after_revision, std::move(callback));
+    const std::string& prefix, int64_t after_revision, storage::WatchCallback callback,
+    storage::ProgressCallback on_progress) {
+  auto watch = inner_->watch(prefix, after_revision, std::move(callback), std::move(on_progress));
   if (!watch.ok()) return std::move(watch).error();
   return std::unique_ptr<storage::Watch>(
       std::make_unique<CountedWatch>(std::move(watch).value(), metrics_.open_watches()));

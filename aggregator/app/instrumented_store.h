@@ -26,7 +26,8 @@ class InstrumentedStore : public storage::Store {
   api::Outcome compact(int64_t revision) override;
   api::Expected<std::unique_ptr<storage::Watch>> watch(const std::string& prefix,
                                                        int64_t after_revision,
-                                                       storage::WatchCallback callback) override;
+                                                       storage::WatchCallback callback,
+                                                       storage::ProgressCallback on_progress = {}) override;
 
  private:
   std::unique_ptr<storage::Store> inner_;

@@ -82,6 +82,10 @@ class Watch {
 
 // Called on the store's notification thread, in revision order. Must not block: post elsewhere.
 using WatchCallback = std::function<void(const std::vector<Event>& events)>;
+// Called on the same thread, in order with the events, when the store learnt that nothing under
+// the watch's prefix changed up to `revision` beyond what was delivered (etcd's progress
+// notifications): a watcher may advance to it. Optional; a backend may never call it.
+using ProgressCallback = std::function<void(int64_t revision)>;
 
 class Store {
  public:
@@ -108,7 +112,8 @@ class Store {
   // compacted_revision(): ApiError 410 Expired ("too old resource version: N (M)").
   virtual api::Expected<std::unique_ptr<Watch>> watch(const std::string& prefix,
                                                       int64_t after_revision,
-                                                      WatchCallback callback) = 0;
+                                                      WatchCallback callback,
+                                                      ProgressCallback on_progress = {}) = 0;
 };
 
 }  // namespace dpa::storage

@@ -358,7 +358,8 @@ void StoreEngine::auto_compact() {
 
 api::Expected<std::unique_ptr<Watch>> StoreEngine::watch(const std::string& prefix,
                                                          int64_t after_revision,
-                                                         WatchCallback callback) {
+                                                         WatchCallback callback,
+                                                         ProgressCallback on_progress) {
   std::vector<Event> backlog;
   int64_t after = after_revision;
   for (bool first = true;; first = false) {
@@ -377,7 +378,7 @@ api::Expected<std::unique_ptr<Watch>> StoreEngine::watch(const std::string& pref
         }
       }
       return hub_.add(prefix, std::max(current, after_revision), std::move(backlog),
-                      std::move(callback));
+                      std::move(callback), std::move(on_progress));
     }
     lock.unlock();
     // Older than memory: read the gap from disk, then look at memory again (it may have moved).

@@ -44,7 +44,8 @@ class StoreEngine : public Store {
   api::Outcome compact(int64_t revision) override;
 
   api::Expected<std::unique_ptr<Watch>> watch(const std::string& prefix, int64_t after_revision,
-                                              WatchCallback callback) override;
+                                              WatchCallback callback,
+                                              ProgressCallback on_progress = {}) override;
 
   // Watches registered and not cancelled (for metrics and tests).
   std::size_t active_watches() const { return hub_.active_watchers(); }

@@ -125,8 +125,10 @@ api::Expected<std::unique_ptr<WatchCache>> WatchCache::start(Store& store, std::
   cache->revision_ = listed->revision;
   cache->oldest_ = listed->revision;
   WatchCache* raw = cache.get();
-  auto watch = store.watch(cache->prefix_, listed->revision,
-                           [raw](const std::vector<Event>& events) { raw->apply(events); });
+  auto watch = store.watch(
+      cache->prefix_, listed->revision,
+      [raw](const std::vector<Event>& events) { raw->apply(events); },
+      [raw](int64_t revision) { raw->advance(revision); });
   if (!watch) return watch.error();
   cache->store_watch_ = std::move(*watch);
   cache->catch_up_ = std::thread([raw] { raw->run_catch_up(); });
@@ -238,6 +240,30 @@ void WatchCache::apply(const std::vector<Event>& events) {
     waiters_.erase(waiters_.begin(), end);
   }
   for (const auto& watcher : watchers) deliver(*watcher, batch);
+  for (auto& fn : ready) obs::contain("watch cache freshness", fn);
+}
+
+void WatchCache::advance(int64_t revision) {
+  std::vector<std::shared_ptr<Watcher>> watchers;
+  std::vector<std::function<void()>> ready;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (revision <= revision_) return;
+    revision_ = revision;
+    sweep_locked();
+    watchers = watchers_;
+    auto end = waiters_.upper_bound(revision_);
+    for (auto it = waiters_.begin(); it != end; ++it) ready.push_back(std::move(it->second));
+    waiters_.erase(waiters_.begin(), end);
+  }
+  // Watchers fed by the cache (not still catching up from the store) move with it, so their
+  // bookmarks carry the new revision.
+  for (const auto& watcher : watchers) {
+    std::lock_guard<std::mutex> lock(watcher->mutex);
+    if (watcher->cancelled || !watcher->ready || watcher->store_watch) continue;
+    watcher->cursor = std::max(watcher->cursor, revision);
+    watcher->progress.store(watcher->cursor, std::memory_order_release);
+  }
   for (auto& fn : ready) obs::contain("watch cache freshness", fn);
 }
 

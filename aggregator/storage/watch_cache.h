@@ -145,6 +145,8 @@ class WatchCache {
  private:
   WatchCache(Store& store, std::string prefix, Codec codec, WatchCacheOptions options);
   void apply(const std::vector<Event>& events);
+  // Nothing under the prefix changed up to `revision` (the store's progress callback).
+  void advance(int64_t revision);
   EventPtr decode(const Event& event, ObjectPtr prev, bool prev_known) const;
   // Drops cancelled watchers (after a cancel() flagged some); with mutex_ held.
   void sweep_locked();

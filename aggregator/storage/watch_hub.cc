@@ -12,6 +12,7 @@ namespace dpa::storage {
 struct WatchHub::Watcher {
   std::string prefix;
   WatchCallback callback;
+  ProgressCallback on_progress;
   // Only the notification thread touches these two after registration.
   int64_t cursor = 0;
   std::vector<Event> backlog;
@@ -26,7 +27,12 @@ struct WatchHub::Shared {
   mutable std::mutex mutex;
   std::condition_variable wake;
   bool stopping = false;
-  std::deque<std::shared_ptr<const std::vector<Event>>> queue;
+  // A batch of events, or (batch null) word that nothing changed up to `progress`.
+  struct Item {
+    std::shared_ptr<const std::vector<Event>> batch;
+    int64_t progress = 0;
+  };
+  std::deque<Item> queue;
   std::vector<std::shared_ptr<Watcher>> added;
   std::atomic<std::size_t> active{0};
   std::atomic<bool> sweep_needed{false};
@@ -104,6 +110,16 @@ void deliver_backlog(WatchHub::Watcher& watcher) {
   watcher.progress.store(watcher.cursor, std::memory_order_release);
 }
 
+void deliver_progress(WatchHub::Watcher& watcher, int64_t revision) {
+  if (watcher.cancelled.load() || revision <= watcher.cursor) return;
+  watcher.cursor = revision;
+  watcher.progress.store(watcher.cursor, std::memory_order_release);
+  if (!watcher.on_progress) return;
+  std::lock_guard<std::mutex> lock(watcher.delivery_mutex);
+  if (watcher.cancelled.load()) return;
+  obs::contain("storage watch progress callback", [&] { watcher.on_progress(revision); });
+}
+
 void deliver_batch(WatchHub::Watcher& watcher, const std::vector<Event>& batch) {
   if (watcher.cancelled.load() || batch.empty()) return;
   bool all_match = batch.front().revision > watcher.cursor;
@@ -138,10 +154,12 @@ WatchHub::WatchHub() : shared_(std::make_shared<Shared>()) {
 WatchHub::~WatchHub() { stop(); }
 
 std::unique_ptr<Watch> WatchHub::add(std::string prefix, int64_t cursor,
-                                     std::vector<Event> backlog, WatchCallback callback) {
+                                     std::vector<Event> backlog, WatchCallback callback,
+                                     ProgressCallback on_progress) {
   auto watcher = std::make_shared<Watcher>();
   watcher->prefix = std::move(prefix);
   watcher->callback = std::move(callback);
+  watcher->on_progress = std::move(on_progress);
   watcher->cursor = cursor;
   watcher->backlog = std::move(backlog);
   // Until the backlog is delivered, progress stops just before its first event.
@@ -167,7 +185,16 @@ void WatchHub::publish(std::shared_ptr<const std::vector<Event>> batch) {
   {
     std::lock_guard<std::mutex> lock(shared_->mutex);
     if (shared_->stopping) return;
-    shared_->queue.push_back(std::move(batch));
+    shared_->queue.push_back({std::move(batch), 0});
+  }
+  shared_->wake.notify_one();
+}
+
+void WatchHub::advance(int64_t revision) {
+  {
+    std::lock_guard<std::mutex> lock(shared_->mutex);
+    if (shared_->stopping) return;
+    shared_->queue.push_back({nullptr, revision});
   }
   shared_->wake.notify_one();
 }
@@ -192,7 +219,7 @@ void WatchHub::run() {
   }
   for (;;) {
     std::vector<std::shared_ptr<Watcher>> added;
-    std::deque<std::shared_ptr<const std::vector<Event>>> batches;
+    std::deque<Shared::Item> batches;
     {
       std::unique_lock<std::mutex> lock(shared_->mutex);
       shared_->wake.wait(lock, [&] {
@@ -212,8 +239,14 @@ void WatchHub::run() {
       deliver_backlog(*watcher);
       watchers.push_back(std::move(watcher));
     }
-    for (const auto& batch : batches) {
-      for (const auto& watcher : watchers) deliver_batch(*watcher, *batch);
+    for (const auto& item : batches) {
+      for (const auto& watcher : watchers) {
+        if (item.batch) {
+          deliver_batch(*watcher, *item.batch);
+        } else {
+          deliver_progress(*watcher, item.progress);
+        }
+      }
     }
   }
 }

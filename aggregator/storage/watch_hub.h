@@ -31,9 +31,13 @@ class WatchHub {
   // with revision <= cursor); afterwards it receives published events with revision > cursor.
   // The caller must order add() and publish() (StoreEngine does both under its state lock).
   std::unique_ptr<Watch> add(std::string prefix, int64_t cursor, std::vector<Event> backlog,
-                             WatchCallback callback);
+                             WatchCallback callback, ProgressCallback on_progress = {});
   // Queues a batch (ascending revisions) for delivery; never blocks on callbacks.
   void publish(std::shared_ptr<const std::vector<Event>> batch);
+  // Queues word that nothing changed up to `revision` beyond the batches published before it:
+  // each watcher behind it moves its cursor there and gets its progress callback. Same ordering
+  // rule as publish().
+  void advance(int64_t revision);
   // Watchers registered and not cancelled.
   std::size_t active_watchers() const;
   // Stops the notification thread; queued batches are dropped. Idempotent.

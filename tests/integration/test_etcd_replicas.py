@@ -336,6 +336,36 @@ class NoFlappingTest(unittest.TestCase):
         shutil.rmtree(empty_plugins, ignore_errors=True)
 
 
+class ProgressTest(unittest.TestCase):
+    def test_idle_watches_get_bookmarks_as_etcd_moves_on(self):
+        """Changes outside the aggregator's prefix move etcd's revision; its progress notifications
+        move the replica's list resourceVersion and its watches' bookmarks along."""
+        with EtcdCluster(1) as etcd:
+            agg = replicas(etcd, 1, extra=["--watch-bookmark-interval", "1s"], with_plugins=False)[0]
+            try:
+                status, listed = agg.json("GET", DPS)
+                rv = int(listed["metadata"]["resourceVersion"])
+                conn = agg.connection(timeout=30)
+                conn.request("GET", DPS + "?watch=true&allowWatchBookmarks=true&timeoutSeconds=20&resourceVersion=%d" % rv)
+                resp = conn.getresponse()
+                for i in range(3):
+                    etcd.etcdctl("put", "/somebody-else/key%d" % i, "x")
+                moved = json.loads(etcd.etcdctl("get", "/somebody-else/key2", "-w", "json"))["header"]["revision"]
+                self.assertGreater(moved, rv)
+                bookmark = None
+                for line in resp:
+                    event = json.loads(line)
+                    self.assertEqual(event["type"], "BOOKMARK", event)  # nothing of ours changed
+                    if int(event["object"]["metadata"]["resourceVersion"]) >= moved:
+                        bookmark = event
+                        break
+                conn.close()
+                self.assertIsNotNone(bookmark)
+                self.assertGreaterEqual(int(agg.json("GET", DPS)[1]["metadata"]["resourceVersion"]), moved)
+            finally:
+                agg.stop()
+
+
 class TlsTest(unittest.TestCase):
     def test_client_certificate_to_etcd(self):
         pki = Pki()

@@ -56,7 +56,7 @@ class EtcdCluster {
           "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
           "--initial-cluster", initial, "--initial-cluster-state", "new",
           "--initial-cluster-token", "dpa-test-" + std::to_string(::getpid()) + "-" + name,
-          "--log-level", "error"};
+          "--log-level", "error", "--experimental-watch-progress-notify-interval", "200ms"};
       const std::string log = dir_.path() + "/" + name + ".log";
       pid_t pid = ::fork();
       if (pid == 0) {

@@ -4,10 +4,14 @@
 
 #include <gtest/gtest.h>
 
+#include <mutex>
+#include <string>
+
 namespace dpa::storage {
 namespace {
 
 using testing::EventLog;
+using testing::eventually;
 using testing::revisions_of;
 
 Event make_event(int64_t revision, const std::string& key) {
@@ -46,6 +50,33 @@ TEST(WatchHubTest, DeliversALargeBacklogInOrderBeforeLiveEvents) {
   auto seen = revisions_of(log.events());
   for (std::size_t i = 0; i < seen.size(); ++i) ASSERT_EQ(seen[i], static_cast<int64_t>(i) + 1);
   EXPECT_LE(largest_call.load(), WatchHub::kMaxEventsPerCallback);
+}
+
+TEST(WatchHubTest, ProgressMovesWatchersInOrderWithTheEvents) {
+  WatchHub hub;
+  EventLog log;
+  std::mutex mutex;
+  std::vector<std::string> order;  // events and progress, as the watcher saw them
+  auto inner = log.callback();
+  auto watch = hub.add(
+      "/p/", 0, {},
+      [&](const std::vector<Event>& events) {
+        inner(events);
+        std::lock_guard<std::mutex> lock(mutex);
+        for (const auto& e : events) order.push_back("event " + std::to_string(e.revision));
+      },
+      [&](int64_t revision) {
+        std::lock_guard<std::mutex> lock(mutex);
+        order.push_back("progress " + std::to_string(revision));
+      });
+  hub.publish(batch({make_event(1, "/p/a")}));
+  hub.advance(4);
+  hub.advance(3);  // behind the cursor: nothing
+  hub.publish(batch({make_event(5, "/p/b")}));
+  ASSERT_TRUE(log.wait_for(2));
+  ASSERT_TRUE(eventually([&] { return watch->progress_revision() == 5; }));
+  std::lock_guard<std::mutex> lock(mutex);
+  EXPECT_EQ(order, (std::vector<std::string>{"event 1", "progress 4", "event 5"}));
 }
 
 TEST(WatchHubTest, StoppedHubDropsWatchesSafely) {

@@ -146,7 +146,8 @@ int64_t EtcdStore::compacted_revision() const {
 
 api::Expected<std::unique_ptr<Watch>> EtcdStore::watch(const std::string& prefix,
                                                        int64_t after_revision,
-                                                       WatchCallback callback) {
+                                                       WatchCallback callback,
+                                                       ProgressCallback on_progress) {
   std::shared_lock<std::shared_mutex> lock(state_mutex_);
   const int64_t oldest = compacted_revision();
   if (after_revision < oldest) return too_old(after_revision, oldest);
@@ -158,7 +159,7 @@ api::Expected<std::unique_ptr<Watch>> EtcdStore::watch(const std::string& prefix
     if (has_prefix(it->record.key, prefix)) backlog.push_back(*it);
   }
   return hub_.add(prefix, std::max(current_.load(), after_revision), std::move(backlog),
-                  std::move(callback));
+                  std::move(callback), std::move(on_progress));
 }
 
 // --- writes: compare-and-swap transactions -------------------------------------------------------
@@ -482,10 +483,17 @@ void EtcdStore::run_watch() {
         if (response.events_size() > 0) {
           apply(response);
         } else if (response.header().revision() > last_etcd_revision_) {
-          // A progress notification: nothing under the prefix changed up to this revision, so
-          // a resumed watch may start after it.
+          // A progress notification: nothing under the prefix changed up to this revision. A
+          // resumed watch may start after it, and the mirror and its watchers (the watch cache,
+          // so lists and bookmarks) move to it.
           std::unique_lock<std::shared_mutex> lock(state_mutex_);
           last_etcd_revision_ = response.header().revision();
+          const int64_t revision = to_store(last_etcd_revision_);
+          {
+            std::lock_guard<std::mutex> applied_lock(applied_mutex_);
+            current_.store(std::max(current_.load(), revision));
+          }
+          hub_.advance(revision);
         }
       }
     }

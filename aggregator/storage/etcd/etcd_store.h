@@ -7,8 +7,8 @@
 // - A store key K (which starts with '/') is the etcd key prefix + K; the mirror covers exactly
 //   those keys ([prefix + "/", ...)), so keys beside it (prefix + "-leases/...") never move its
 //   revision. resourceVersion is etcd's mod_revision; a list's is the mirror's revision: the
-//   revision of the last change under the prefix it applied (never a later etcd revision where
-//   nothing under the prefix changed: store watches would not reach it).
+//   revision of the last change under the prefix it applied, or of etcd's last progress
+//   notification (which its store watches are told of too).
 // - create = Txn on mod_revision == 0; update/remove = Txn on mod_revision == expected (or on the
 //   key existing, when no revision is given); the failure branch reads the key, so a conflict is
 //   409 and a missing key 404 without a second round trip. A write returns once the mirror has
@@ -17,6 +17,9 @@
 //   decides whether the first attempt was applied.
 // - Reads and watch starts are served from the mirror and its ring of recent events (never a call
 //   to etcd); watches from before the ring, or from a compacted revision, are 410 Expired.
+// - The etcd watch asks for progress notifications: when etcd says nothing under the prefix
+//   changed up to its revision, the mirror moves there and tells its store watches
+//   (ProgressCallback), so the watch cache's lists and bookmarks move with etcd.
 // - The etcd watch resumes from the last applied revision on another member when its stream ends;
 //   if that revision was compacted it relists and turns the difference into events. If etcd's
 //   revision went backwards (restored or restarted empty) it relists too, says so in the log, and
@@ -74,7 +77,8 @@ class EtcdStore final : public Store {
   api::Outcome compact(int64_t revision) override;
 
   api::Expected<std::unique_ptr<Watch>> watch(const std::string& prefix, int64_t after_revision,
-                                              WatchCallback callback) override;
+                                              WatchCallback callback,
+                                              ProgressCallback on_progress = {}) override;
 
   // Store watches registered and not cancelled.
   std::size_t active_watches() const { return hub_.active_watchers(); }
