@@ -3,6 +3,7 @@
 #include "aggregator/app/access_control.h"
 #include "aggregator/app/config.h"
 #include "aggregator/app/datasource_exchange.h"
+#include "aggregator/app/validate.h"
 #include "aggregator/app/front_router.h"
 #include "aggregator/app/inflight_limits.h"
 #include "aggregator/app/health.h"
@@ -575,6 +576,10 @@ int serve(const Config& config) {
 int run(int argc, char** argv) {
   // A client that disconnects mid-write must not kill the process.
   std::signal(SIGPIPE, SIG_IGN);
+  if (argc > 1 && std::string_view(argv[1]) == "validate") {
+    obs::set_log_level(obs::parse_level("error"));  // the report is the output
+    return validate_command(argc - 2, argv + 2);
+  }
   Config config;
   try {
     bool help = false;

@@ -420,10 +420,13 @@ bool Config::authentication_configured() const {
 
 std::string usage() {
   std::ostringstream out;
-  out << "Usage: dataplane-aggregator [flags]\n\n"
+  out << "Usage: dataplane-aggregator [flags]\n"
+         "       dataplane-aggregator validate [flags] [-f FILE_OR_DIR ...]\n\n"
          "Serves DataPlaneService objects (aggregation.grafana.app/v0alpha1), routes each API\n"
          "group's data-plane traffic to Grafana backend plugins and passes everything else to\n"
-         "the delegate API server.\n\nFlags:\n"
+         "the delegate API server. `validate` loads what the server would (flags, plugins,\n"
+         "datasources, TLS and auth files) and the DataPlaneServices of -f, prints each problem\n"
+         "and exits without serving.\n\nFlags:\n"
          "  --config FILE\n      YAML file with the flags below as keys (command line wins)\n";
   for (const auto& [name, flag] : flags()) {
     out << "  --" << name << (flag.boolean ? "[=BOOL]" : " VALUE") << "\n      " << flag.help
