@@ -94,6 +94,15 @@ api::Expected<std::unique_ptr<storage::Store>> open_etcd(
 }
 
 int serve(const Config& config) {
+  // What `validate` reports, the server refuses to start with (the same lines, in its log).
+  if (auto report = validate_configuration(config, {}); !report.problems.empty()) {
+    for (const auto& problem : report.problems) {
+      obs::error("invalid configuration", {{"problem", to_string(problem)}});
+    }
+    throw StartupError(std::to_string(report.problems.size()) +
+                       " configuration problem(s); `dataplane-aggregator validate` with the same "
+                       "flags lists them");
+  }
   obs::Metrics metrics;
   std::error_code ec;
   fs::create_directories(config.data_dir, ec);

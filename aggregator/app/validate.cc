@@ -233,6 +233,13 @@ ValidationReport validate_configuration(const std::vector<std::string>& args) {
     check.problem("flags", "", e.what());
     return report;
   }
+  return validate_configuration(config, files);
+}
+
+ValidationReport validate_configuration(const Config& config,
+                                        const std::vector<std::string>& files) {
+  ValidationReport report;
+  Checker check(report);
   std::set<std::string> plugin_ids;
   check.plugins(config, plugin_ids);
   check.datasources(config, plugin_ids);
@@ -241,12 +248,14 @@ ValidationReport validate_configuration(const std::vector<std::string>& args) {
   return report;
 }
 
+std::string to_string(const ValidationProblem& p) {
+  return p.file + ": " + (p.where.empty() ? "" : p.where + ": ") + p.reason;
+}
+
 int validate_command(int argc, char** argv) {
   std::vector<std::string> args(argv, argv + argc);
   const ValidationReport report = validate_configuration(args);
-  for (const auto& p : report.problems) {
-    std::cerr << p.file << ": " << (p.where.empty() ? "" : p.where + ": ") << p.reason << "\n";
-  }
+  for (const auto& p : report.problems) std::cerr << to_string(p) << "\n";
   if (!report.problems.empty()) return 1;
   std::cout << "OK: " << report.plugins << " plugins, " << report.datasources << " datasources, "
             << report.dataplaneservices << " DataPlaneServices\n";

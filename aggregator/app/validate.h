@@ -33,6 +33,12 @@ struct ValidationReport {
 
 // argv without the "validate" word: flags as the server takes them, plus -f/--filename.
 ValidationReport validate_configuration(const std::vector<std::string>& args);
+// The checks of a parsed configuration and DataPlaneService files; the server runs them (with no
+// files) before it starts, and refuses to start on any problem, with the same messages.
+ValidationReport validate_configuration(const struct Config& config,
+                                        const std::vector<std::string>& files);
+// "<file>: <path>: <reason>"
+std::string to_string(const ValidationProblem& problem);
 
 // Runs the command: prints the report, returns the exit code.
 int validate_command(int argc, char** argv);

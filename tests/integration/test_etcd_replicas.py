@@ -21,7 +21,7 @@ from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
 from etcd_cluster import EtcdCluster
-from harness import EXAMPLE_DATASOURCES, Aggregator, example, wait_for
+from harness import EXAMPLE_DATASOURCES, PLUGINS_DIR, Aggregator, example, wait_for
 from pki import Pki
 
 G, V, P = "aggregation.grafana.app", "v0alpha1", "dataplaneservices"
@@ -297,20 +297,30 @@ class FailuresTest(unittest.TestCase):
 
 class NoFlappingTest(unittest.TestCase):
     def test_replicas_that_disagree_do_not_fight_over_the_condition(self):
-        """Replica 0 runs the testdata plugin, replica 1 has none: they see the DataPlaneService
-        differently, and only the leader's view is written, once."""
-        empty_plugins = tempfile.mkdtemp(prefix="dpa-no-plugins-")
+        """Replica 0 runs the testdata plugin, replica 1's copy of it cannot start: they see the
+        DataPlaneService differently, and only the leader's view is written, once."""
+        broken_plugins = tempfile.mkdtemp(prefix="dpa-broken-plugins-")
+        plugin = os.path.join(broken_plugins, "grafana-testdata-datasource")
+        os.makedirs(plugin)
+        shutil.copy(os.path.join(PLUGINS_DIR, "grafana-testdata-datasource", "plugin.json"), plugin)
+        with open(os.path.join(plugin, "gpx_testdata_linux_amd64"), "w") as f:
+            f.write("#!/bin/sh\nexit 1\n")
+        os.chmod(os.path.join(plugin, "gpx_testdata_linux_amd64"), 0o755)
+        testdata_only = os.path.join(broken_plugins, "datasources.yaml")
+        with open(testdata_only, "w") as f:
+            f.write("apiVersion: 1\ndatasources:\n"
+                    "  - {name: TestData, type: grafana-testdata-datasource, uid: testdata}\n")
         with EtcdCluster(1) as etcd:
             args = ["--storage-backend", "etcd3", "--etcd-servers", etcd.servers]
             aggs = [Aggregator(args=args + ["--replica-id", "with-plugin"], datasources=EXAMPLE_DATASOURCES).start(),
-                    Aggregator(args=args + ["--replica-id", "without-plugin"], datasources=EXAMPLE_DATASOURCES,
-                               plugins_dir=empty_plugins).start()]
+                    Aggregator(args=args + ["--replica-id", "broken-plugin"], datasources=testdata_only,
+                               plugins_dir=broken_plugins).start()]
             try:
                 self.assertTrue(wait_for(lambda: leader_of(aggs) is not None, 30))
                 leader = leader_of(aggs)
                 aggs[1 - leader].kubectl("apply", "-f", example("datasource.yml"))
                 name = "v0alpha1.testdata.datasource.grafana.app"
-                views = {0: "True (Passed)", 1: "False (PluginNotFound)"}
+                views = {0: "True (Passed)", 1: "False (PluginUnavailable)"}
                 for i, agg in enumerate(aggs):
                     self.assertTrue(wait_for(lambda: "dataplaneservice-available/%s ok: %s" % (name, views[i])
                                              in agg.request("GET", "/readyz?verbose")[2].decode(), 30))
@@ -333,7 +343,7 @@ class NoFlappingTest(unittest.TestCase):
             finally:
                 for agg in aggs:
                     agg.stop()
-        shutil.rmtree(empty_plugins, ignore_errors=True)
+        shutil.rmtree(broken_plugins, ignore_errors=True)
 
 
 class ProgressTest(unittest.TestCase):

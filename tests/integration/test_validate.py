@@ -1,6 +1,7 @@
 """`dataplane-aggregator validate`: the examples validate clean, and each class of problem is one
 line naming the file, the path inside it and the reason, with exit 1."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -93,6 +94,22 @@ datasources:
         self.assertEqual(code, 1)
         self.assertIn(duplicate, err)
         self.assertIn("same", err)
+
+    def test_the_server_refuses_to_start_with_the_same_messages(self):
+        provisioning = self.write("datasources.yaml", "apiVersion: 1\ndatasources:\n"
+                                  "  - {name: Loki, type: loki, uid: loki}\n")
+        flags = ["--plugins-dir", PLUGINS_DIR, "--datasources", provisioning]
+        code, _, err = validate(*flags)
+        self.assertEqual(code, 1)
+        server = subprocess.run([BINARY, "--port", "0", "--secure-port", "-1", "--data-dir",
+                                 os.path.join(self.dir, "data"), *flags],
+                                capture_output=True, text=True, timeout=60)
+        self.assertEqual(server.returncode, 1)
+        logged = [json.loads(l) for l in server.stdout.splitlines() + server.stderr.splitlines()
+                  if l.startswith("{")]
+        problems = [l["problem"] for l in logged if l.get("msg") == "invalid configuration"]
+        self.assertEqual(problems, err.splitlines())
+        self.assertFalse(any(l.get("msg") == "serving" for l in logged))
 
     def test_tls_and_auth_files(self):
         pki = Pki()
