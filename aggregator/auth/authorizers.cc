@@ -149,8 +149,9 @@ bool read_policy_line(std::string_view text, AbacPolicy& policy, bool& unversion
   nlohmann::json line;
   try {
     line = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    // nlohmann's text after its "[json.exception.parse_error.101] " tag.
+  } catch (const nlohmann::json::exception& e) {
+    // A parse error, or out_of_range for a number too large for a double ("1e99999"). nlohmann's
+    // text after its "[json.exception.parse_error.101] " tag.
     std::string_view what = e.what();
     std::size_t tag_end = what.find("] ");
     error = std::string(tag_end == std::string_view::npos ? what : what.substr(tag_end + 2));
