@@ -189,8 +189,10 @@ api::Expected<Record> EtcdStore::write(Op op, const std::string& key, const std:
                                     std::to_string(store_options_.max_value_bytes) + " bytes");
   }
   const std::string etcd_key = options_.prefix + key;
-  // A resourceVersion from before etcd's revision went backwards can match nothing stored now.
-  const int64_t expected_etcd = expected != 0 ? std::max<int64_t>(to_etcd(expected), -1) : 0;
+  // A resourceVersion from before etcd's revision went backwards can match nothing stored now:
+  // -1 (never a mod_revision), not 0, which would match a missing key.
+  const int64_t shifted = to_etcd(expected);
+  const int64_t expected_etcd = expected == 0 ? 0 : shifted > 0 ? shifted : -1;
 
   etcdserverpb::TxnRequest txn;
   if (op == Op::kCreate) {
