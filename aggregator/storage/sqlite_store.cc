@@ -2,6 +2,7 @@
 
 #include "aggregator/observability/log.h"
 #include "aggregator/storage/journal.h"
+#include "aggregator/storage/store_common.h"
 
 #include <fcntl.h>
 #include <sqlite3.h>
@@ -97,9 +98,6 @@ Event event_from_row(Statement& row) {
   return event;
 }
 
-bool has_prefix(const std::string& key, const std::string& prefix) {
-  return key.size() >= prefix.size() && key.compare(0, prefix.size(), prefix) == 0;
-}
 
 class SqliteJournal final : public Journal {
  public:

@@ -2,6 +2,7 @@
 
 #include "aggregator/observability/containment.h"
 #include "aggregator/observability/log.h"
+#include "aggregator/storage/store_common.h"
 
 #include <algorithm>
 #include <utility>
@@ -32,9 +33,6 @@ namespace {
 
 using Registry = WatchCache::Registry;
 
-bool has_prefix(const std::string& key, const std::string& prefix) {
-  return key.size() >= prefix.size() && key.compare(0, prefix.size(), prefix) == 0;
-}
 
 // Called with watcher.mutex held and the watcher ready.
 void send_locked(WatchCache::Watcher& watcher, const std::vector<EventPtr>& events) {

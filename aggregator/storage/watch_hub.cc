@@ -1,6 +1,7 @@
 #include "aggregator/storage/watch_hub.h"
 
 #include "aggregator/observability/containment.h"
+#include "aggregator/storage/store_common.h"
 
 #include <algorithm>
 #include <deque>
@@ -82,9 +83,6 @@ class HubWatch final : public Watch {
   std::thread::id notification_thread_;
 };
 
-bool has_prefix(const std::string& key, const std::string& prefix) {
-  return key.size() >= prefix.size() && key.compare(0, prefix.size(), prefix) == 0;
-}
 
 // Runs one callback; a throwing callback must not take the notification thread down.
 void invoke(WatchHub::Watcher& watcher, const std::vector<Event>& events) {

@@ -1,7 +1,7 @@
 #include "aggregator/storage/etcd/etcd_store.h"
 
 #include "aggregator/observability/log.h"
-#include "aggregator/storage/store_errors.h"
+#include "aggregator/storage/store_common.h"
 
 #include <algorithm>
 #include <charconv>
@@ -16,9 +16,6 @@ constexpr const char* kCompactKey = "compact_rev_key";
 // Keys per RangeRequest when listing: bounded messages, one revision for all pages.
 constexpr int64_t kListPage = 1000;
 
-bool has_prefix(const std::string& key, const std::string& prefix) {
-  return key.size() >= prefix.size() && key.compare(0, prefix.size(), prefix) == 0;
-}
 
 etcdserverpb::Compare compare_mod(const std::string& key, int64_t mod_revision) {
   etcdserverpb::Compare c;
@@ -112,27 +109,12 @@ Record EtcdStore::record_of(const mvccpb::KeyValue& kv) const {
 
 api::Expected<Record> EtcdStore::get(const std::string& key) const {
   std::shared_lock<std::shared_mutex> lock(state_mutex_);
-  auto it = records_.find(key);
-  if (it == records_.end()) return key_not_found(key);
-  return it->second;
+  return get_record(records_, key);
 }
 
 api::Expected<ListResult> EtcdStore::list(const ListOptions& options) const {
-  ListResult result;
   std::shared_lock<std::shared_mutex> lock(state_mutex_);
-  result.revision = current_.load();
-  auto it = records_.lower_bound(options.prefix);
-  if (!options.start_after.empty() && options.start_after >= options.prefix) {
-    it = records_.upper_bound(options.start_after);
-  }
-  for (; it != records_.end() && has_prefix(it->first, options.prefix); ++it) {
-    if (options.limit != 0 && result.items.size() == options.limit) {
-      result.more = true;
-      break;
-    }
-    result.items.push_back(it->second);
-  }
-  return result;
+  return list_records(records_, options, current_.load());
 }
 
 int64_t EtcdStore::current_revision() const { return current_.load(); }
