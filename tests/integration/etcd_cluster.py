@@ -6,6 +6,7 @@ with their data in a temporary directory (../shared/reference/etcd-v3-api.md §5
         etcd.signal(0, signal.SIGSTOP)
 """
 
+import ctypes
 import json
 import os
 import shutil
@@ -17,6 +18,11 @@ import time
 import urllib.request
 
 from harness import free_port, wait_for
+
+
+def _die_with_parent():
+    """In the child before exec: SIGKILL when the test process goes, however it goes."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 class EtcdCluster:
@@ -72,7 +78,7 @@ class EtcdCluster:
     def start_member(self, i):
         with open(os.path.join(self.dir, "m%d.log" % i), "ab") as log:
             self.procs[i] = subprocess.Popen(self._command(i), stdout=log, stderr=subprocess.STDOUT,
-                                             start_new_session=True)
+                                             start_new_session=True, preexec_fn=_die_with_parent)
 
     def healthy(self, i):
         context = None
