@@ -77,6 +77,7 @@ void AccessControl::start_audit(Pending& pending) const {
   auto event = std::make_shared<auth::AuditEvent>();
   event->received = std::chrono::system_clock::now();
   event->audit_id = ex.request_id();
+  event->trace_id = std::string(ex.trace_context().trace_id());
   event->request_uri = std::string(ex.path());
   if (!ex.query().empty()) event->request_uri += "?" + std::string(ex.query());
   if (auto it = ex.header().find("User-Agent"); it != ex.header().end()) {

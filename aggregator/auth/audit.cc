@@ -57,10 +57,13 @@ std::string audit_line(const AuditEvent& e) {
   event["responseStatus"] = {{"metadata", ojson::object()}, {"code", e.code}};
   event["requestReceivedTimestamp"] = obs::rfc3339_micros(e.received);
   event["stageTimestamp"] = obs::rfc3339_micros(e.completed);
+  ojson annotations = ojson::object();
   if (!e.decision.empty()) {
-    event["annotations"] = {{"authorization.k8s.io/decision", e.decision},
-                            {"authorization.k8s.io/reason", e.reason}};
+    annotations["authorization.k8s.io/decision"] = e.decision;
+    annotations["authorization.k8s.io/reason"] = e.reason;
   }
+  if (!e.trace_id.empty()) annotations[kTraceIdAnnotation] = e.trace_id;
+  if (!annotations.empty()) event["annotations"] = std::move(annotations);
   return api::dump_json(event);
 }
 

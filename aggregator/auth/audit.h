@@ -31,6 +31,7 @@ struct AuditOptions {
 // What one request contributes to its event.
 struct AuditEvent {
   std::string audit_id;
+  std::string trace_id;  // the request's W3C trace id: annotation kTraceIdAnnotation
   std::string request_uri;  // path and query as sent
   std::string user_agent;
   std::vector<std::string> source_ips;
@@ -42,6 +43,8 @@ struct AuditEvent {
   int code = 0;
   std::chrono::system_clock::time_point received, completed;
 };
+
+inline constexpr const char* kTraceIdAnnotation = "dataplane.grafana.app/trace-id";
 
 // The event's JSON line (no trailing newline).
 std::string audit_line(const AuditEvent& event);

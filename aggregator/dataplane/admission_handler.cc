@@ -214,7 +214,7 @@ void handle_admission(std::shared_ptr<const DataPlaneContext> context,
     // by the plugin's reply, so it runs on the encoder pool, as query replies do.
     if (kind == AdmissionKind::kValidate) {
       target->client->validate_admission(
-          std::move(request), timeout,
+          std::move(request), {timeout, exchange->trace_context()},
           [context, review, respond](api::Expected<pluginv2::ValidationResponse> r) {
             if (!r) return respond(std::move(r).error());
             context->encode([review, respond, r = std::move(*r)] {
@@ -223,7 +223,7 @@ void handle_admission(std::shared_ptr<const DataPlaneContext> context,
           });
     } else {
       target->client->mutate_admission(
-          std::move(request), timeout,
+          std::move(request), {timeout, exchange->trace_context()},
           [context, review, respond](api::Expected<pluginv2::MutationResponse> r) {
             if (!r) return respond(std::move(r).error());
             context->encode([review, respond, r = std::move(*r)] {

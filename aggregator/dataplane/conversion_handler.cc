@@ -136,7 +136,7 @@ void handle_conversion(std::shared_ptr<const DataPlaneContext> context,
     pluginv2::ConversionRequest request = review->request;
     *request.mutable_plugincontext() = std::move(target->plugin_context);
     target->client->convert_objects(
-        std::move(request), timeout,
+        std::move(request), {timeout, exchange->trace_context()},
         [context, exchange, review](api::Expected<pluginv2::ConversionResponse> r) {
           if (!r) return exchange->respond_error(r.error());
           // Off the gRPC thread: re-encoding every converted object is sized by the reply.

@@ -53,7 +53,7 @@ void handle_health(std::shared_ptr<const DataPlaneContext> context,
   pluginv2::CheckHealthRequest request;
   *request.mutable_plugincontext() = std::move(target->plugin_context);
   target->client->check_health(
-      std::move(request), *timeout,
+      std::move(request), {*timeout, exchange->trace_context()},
       [exchange](api::Expected<pluginv2::CheckHealthResponse> result) {
         if (!result) {
           if (result.error().code == 501) {

@@ -12,7 +12,7 @@ void handle_metrics(std::shared_ptr<const DataPlaneContext> context,
   pluginv2::CollectMetricsRequest request;
   *request.mutable_plugincontext() = std::move(target->plugin_context);
   target->client->collect_metrics(
-      std::move(request), *timeout,
+      std::move(request), {*timeout, exchange->trace_context()},
       [exchange](api::Expected<pluginv2::CollectMetricsResponse> result) {
         http::Response response;
         response.status = 200;

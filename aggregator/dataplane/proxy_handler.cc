@@ -38,8 +38,9 @@ bool climbs_out(std::string_view sub_path) {
 
 bool drop_request_header(std::string_view name, const http::Header& request) {
   if (is_hop_by_hop(name, request)) return true;
-  for (std::string_view dropped : {"Host", "Cookie", "Authorization", "Content-Length",
-                                   "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"}) {
+  for (std::string_view dropped :
+       {"Host", "Cookie", "Authorization", "Content-Length", "X-Forwarded-For",
+        "X-Forwarded-Proto", "X-Forwarded-Host", "traceparent", "tracestate"}) {
     if (boost::beast::iequals(name, dropped)) return true;
   }
   return false;
@@ -147,6 +148,9 @@ api::Expected<std::pair<http::Endpoint, http::ClientRequest>> make_proxy_request
   if (auto host = header.find(boost::beast::http::field::host); host != header.end()) {
     request.headers.emplace_back("X-Forwarded-Host", std::string(host->value()));
   }
+  const auto& trace = exchange.trace_context();
+  request.headers.emplace_back("traceparent", trace.traceparent);
+  if (!trace.tracestate.empty()) request.headers.emplace_back("tracestate", trace.tracestate);
   if (datasource.basic_auth) {
     std::string password;
     if (auto it = datasource.secure_json_data.find("basicAuthPassword");

@@ -496,7 +496,7 @@ void handle_query(std::shared_ptr<const DataPlaneContext> context,
     for (auto& q : parsed->queries) *request.add_queries() = std::move(q);
     request.set_format(pluginv2::ARROW);
     target->client->query_data(
-        std::move(request), timeout, exchange->executor(),
+        std::move(request), {timeout, exchange->trace_context()}, exchange->executor(),
         [exchange,
          encoder = context->encoder](api::Expected<pluginv2::QueryDataResponse> response) {
           if (!response) return exchange->respond_error(response.error());

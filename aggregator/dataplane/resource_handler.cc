@@ -280,9 +280,10 @@ void ResourceHandler::handle(std::shared_ptr<http::Exchange> exchange, RouteMatc
         };
 
         exchange->on_close([state] { state->cancel(); });
-        auto call = target.client->call_resource(std::move(request),
-                                                 context->options.resource_timeout,
-                                                 std::move(on_message), std::move(done));
+        auto call = target.client->call_resource(
+            std::move(request),
+            {context->options.resource_timeout, state->exchange->trace_context()},
+            std::move(on_message), std::move(done));
         std::lock_guard lock(state->mutex);
         state->call = std::move(call);
         if (state->cancelled && state->call) state->call->cancel();

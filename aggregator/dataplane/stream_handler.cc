@@ -128,6 +128,7 @@ struct RunSpec {
   std::string path;
   std::string data;
   std::map<std::string, std::string> headers;
+  obs::TraceContext trace;  // the subscription that started the stream
 };
 
 StreamHub::Starter make_starter(std::shared_ptr<const RunSpec> spec) {
@@ -152,7 +153,7 @@ StreamHub::Starter make_starter(std::shared_ptr<const RunSpec> spec) {
     request.set_data(spec->data);
     request.mutable_headers()->insert(spec->headers.begin(), spec->headers.end());
     return target->client->run_stream(
-        std::move(request),
+        std::move(request), {std::chrono::milliseconds(0), spec->trace},
         [on_packet = std::move(on_packet)](pluginv2::StreamPacket packet) {
           on_packet(one_line(std::move(*packet.mutable_data())));
         },
@@ -236,6 +237,7 @@ void StreamHandler::subscribe(std::shared_ptr<http::Exchange> exchange, RouteMat
   spec->path = http::percent_decode(match.sub_path);
   spec->data = data;
   spec->headers = stream_headers(*exchange, target.datasource);
+  spec->trace = exchange->trace_context();
 
   pluginv2::SubscribeStreamRequest request;
   *request.mutable_plugincontext() = target.plugin_context;
@@ -252,7 +254,7 @@ void StreamHandler::subscribe(std::shared_ptr<http::Exchange> exchange, RouteMat
   const std::string plugin_id = target.client->plugin_id();
 
   target.client->subscribe_stream(
-      std::move(request), context_->options.call_timeout,
+      std::move(request), {context_->options.call_timeout, exchange->trace_context()},
       [exchange, hub, spec, key = std::move(key), websocket, ws_options,
        plugin_id](api::Expected<pluginv2::SubscribeStreamResponse> response) {
         if (!response.ok()) {
@@ -331,7 +333,7 @@ void StreamHandler::publish(std::shared_ptr<http::Exchange> exchange, RouteMatch
   auto hub = hub_;
   const std::string plugin_id = target.client->plugin_id();
   target.client->publish_stream(
-      std::move(request), context_->options.call_timeout,
+      std::move(request), {context_->options.call_timeout, exchange->trace_context()},
       [exchange, hub, channel_uid, path,
        plugin_id](api::Expected<pluginv2::PublishStreamResponse> response) {
         if (!response.ok()) {

@@ -133,6 +133,8 @@ class Forward : public std::enable_shared_from_this<Forward> {
           }
           if (iequals(name, "x-forwarded-proto") || iequals(name, "x-forwarded-host")) continue;
           if (iequals(name, "x-request-id")) has_request_id = true;
+          // The request's trace context, valid or new, is written below.
+          if (iequals(name, "traceparent") || iequals(name, "tracestate")) continue;
           break;
       }
       if (http::is_hop_by_hop(name)) continue;
@@ -163,6 +165,9 @@ class Forward : public std::enable_shared_from_this<Forward> {
     http::append_header(head, "X-Forwarded-Proto", ex_->is_tls() ? "https" : "http");
     if (!original_host.empty()) http::append_header(head, "X-Forwarded-Host", original_host);
     if (!has_request_id) http::append_header(head, "X-Request-Id", ex_->request_id());
+    const auto& trace = ex_->trace_context();
+    http::append_header(head, "traceparent", trace.traceparent);
+    if (!trace.tracestate.empty()) http::append_header(head, "tracestate", trace.tracestate);
     if (chunked_) {
       head.append("Transfer-Encoding: chunked\r\n");
       body_streamed_ = true;

@@ -8,6 +8,7 @@
 #pragma once
 
 #include "aggregator/apimachinery/status.h"
+#include "aggregator/observability/trace_context.h"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/beast/http/fields.hpp>
@@ -86,6 +87,10 @@ class Exchange {
   virtual const PeerCertificates* peer_certificates() const { return nullptr; }
   // The request id used in the access log line and passed to plugins/delegate.
   virtual const std::string& request_id() const = 0;
+  // The request's W3C trace context (its traceparent/tracestate headers, or a new trace when it
+  // has no valid one): on the access log line and audit event, passed to the delegate and to
+  // plugins.
+  virtual const obs::TraceContext& trace_context() const = 0;
 
   // Reads the whole body. If it exceeds `limit` bytes: done(ApiError 413) and the connection
   // will close after the response. Call at most once, and not together with read_body_some.

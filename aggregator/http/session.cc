@@ -45,6 +45,27 @@ constexpr std::chrono::seconds kLingerTimeout{1};  // reading after our FIN so t
 
 using RequestParser = bhttp::request_parser<bhttp::buffer_body>;
 
+// Two traceparent headers make the context invalid (a new trace starts); several tracestate
+// headers are one list, as RFC 9110 combines repeated fields.
+obs::TraceContext trace_context_of(const Header& req) {
+  std::string_view traceparent;
+  int traceparents = 0;
+  std::string tracestate;
+  for (const auto& field : req) {
+    std::string_view name(field.name_string().data(), field.name_string().size());
+    std::string_view value(field.value().data(), field.value().size());
+    if (iequals(name, "traceparent")) {
+      traceparent = value;
+      ++traceparents;
+    } else if (iequals(name, "tracestate") && tracestate.size() < 8192) {
+      if (!tracestate.empty()) tracestate.push_back(',');
+      tracestate.append(value);
+    }
+  }
+  return obs::TraceContext::from_headers(traceparents == 1 ? traceparent : std::string_view(),
+                                         tracestate);
+}
+
 std::string make_request_id() {
   // A per-process random prefix and a counter: unique enough to correlate log lines, and short
   // enough (15 chars) to stay in the small-string buffer.
@@ -170,6 +191,7 @@ class ServerExchange final : public Exchange,
     }
     return request_id_;
   }
+  const obs::TraceContext& trace_context() const override { return trace_; }
 
   void read_body(std::size_t limit, std::function<void(api::Expected<std::string>)> done) override {
     auto self = this->shared_from_this();
@@ -319,6 +341,7 @@ class ServerExchange final : public Exchange,
   std::string_view path_, query_;
   std::string remote_;
   mutable std::string request_id_;
+  obs::TraceContext trace_;
   std::chrono::steady_clock::time_point start_;
   bool keep_alive_ = true;
   bool head_request_ = false;
@@ -654,6 +677,7 @@ class Session final : public SessionControl, public std::enable_shared_from_this
     std::size_t q = target.find('?');
     ex->path_ = target.substr(0, q);
     ex->query_ = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
+    ex->trace_ = trace_context_of(req);
     ex->keep_alive_ = ex->parser_.keep_alive() && !shutting_down_;
     ex->head_request_ = req.method() == bhttp::verb::head;
     auto expect = req.find(bhttp::field::expect);
@@ -994,7 +1018,8 @@ class Session final : public SessionControl, public std::enable_shared_from_this
                             {"bytes", rec.bytes},
                             {"duration_us", rec.duration.count()},
                             {"remote", remote_},
-                            {"request_id", ex->request_id()}});
+                            {"request_id", ex->request_id()},
+                            {"trace_id", ex->trace_.trace_id()}});
     }
   }
 

@@ -135,6 +135,7 @@ struct H2UnaryChannel::Connection : std::enable_shared_from_this<Connection> {
   struct Call {
     std::string method;
     std::string timeout_header;
+    std::vector<std::pair<std::string, std::string>> metadata;
     std::string request;  // length-prefixed message
     std::size_t sent = 0;
     std::string reply;  // DATA payload
@@ -297,6 +298,7 @@ struct H2UnaryChannel::Connection : std::enable_shared_from_this<Connection> {
         header("user-agent", "dataplane-aggregator"),
     };
     if (!call->timeout_header.empty()) nva.push_back(header("grpc-timeout", call->timeout_header));
+    for (const auto& [key, value] : call->metadata) nva.push_back(header(key, value));
     nghttp2_data_provider provider{};
     provider.read_callback = &Connection::read_request;
     const int32_t id =
@@ -592,6 +594,7 @@ H2UnaryChannel::~H2UnaryChannel() {
 }
 
 void H2UnaryChannel::call(const net::any_io_executor& io, std::string method, std::string request,
+                          std::vector<std::pair<std::string, std::string>> metadata,
                           std::chrono::milliseconds timeout, Done done) {
   auto& context = net::query(io, net::execution::context);
   std::shared_ptr<Connection> connection;
@@ -615,6 +618,7 @@ void H2UnaryChannel::call(const net::any_io_executor& io, std::string method, st
 
   auto call = std::make_unique<Connection::Call>();
   call->method = std::move(method);
+  call->metadata = std::move(metadata);
   call->request.reserve(request.size() + 5);
   const auto size = static_cast<uint32_t>(request.size());
   const char prefix[5] = {0, static_cast<char>(size >> 24), static_cast<char>(size >> 16),

@@ -21,6 +21,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace dpa::plugin {
@@ -49,11 +50,12 @@ class H2UnaryChannel {
   H2UnaryChannel(const H2UnaryChannel&) = delete;
   H2UnaryChannel& operator=(const H2UnaryChannel&) = delete;
 
-  // Starts `method` ("/pluginv2.Data/QueryData") with the serialized `request` on the connection
-  // for `io`'s io_context. `done` runs exactly once, on that io_context, never inside this call.
+  // Starts `method` ("/pluginv2.Data/QueryData") with the serialized `request` and the custom
+  // `metadata` (lower-case keys, printable ASCII values) on the connection for `io`'s io_context. `done` runs exactly once, on that io_context, never inside this call.
   // A timeout <= 0 means no deadline. Connections are kept per io_context for the channel's
   // lifetime, so an io_context used here must outlive the channel.
   void call(const boost::asio::any_io_executor& io, std::string method, std::string request,
+            std::vector<std::pair<std::string, std::string>> metadata,
             std::chrono::milliseconds timeout, Done done);
 
   std::size_t connection_count();  // live connections (tests)

@@ -12,8 +12,20 @@
 namespace dpa::plugin {
 namespace {
 
-void set_timeout(grpc::ClientContext& ctx, std::chrono::milliseconds timeout) {
-  if (timeout.count() > 0) ctx.set_deadline(std::chrono::system_clock::now() + timeout);
+// The call context's metadata, as the plugin SDK expects it (lower-case keys, W3C values).
+std::vector<std::pair<std::string, std::string>> metadata(const CallContext& context) {
+  std::vector<std::pair<std::string, std::string>> out;
+  if (context.trace.traceparent.empty()) return out;
+  out.emplace_back("traceparent", context.trace.traceparent);
+  if (!context.trace.tracestate.empty()) out.emplace_back("tracestate", context.trace.tracestate);
+  return out;
+}
+
+void apply(grpc::ClientContext& ctx, const CallContext& context) {
+  if (context.timeout.count() > 0) {
+    ctx.set_deadline(std::chrono::system_clock::now() + context.timeout);
+  }
+  for (auto& [key, value] : metadata(context)) ctx.AddMetadata(key, value);
 }
 
 // One unary call: owns everything gRPC writes into until the completion callback has run.
@@ -33,14 +45,14 @@ class ReadReactor final : public grpc::ClientReadReactor<Resp>,
  public:
   using Begin = std::function<void(grpc::ClientContext*, const Req*, grpc::ClientReadReactor<Resp>*)>;
 
-  ReadReactor(std::string plugin_id, const char* rpc, Req req, std::chrono::milliseconds timeout,
+  ReadReactor(std::string plugin_id, const char* rpc, Req req, const CallContext& context,
               std::function<void(Resp)> on_message, std::function<void(api::Outcome)> done)
       : plugin_id_(std::move(plugin_id)),
         rpc_(rpc),
         req_(std::move(req)),
         on_message_(std::move(on_message)),
         done_(std::move(done)) {
-    set_timeout(ctx_, timeout);
+    apply(ctx_, context);
   }
 
   void start(const Begin& begin) {
@@ -114,13 +126,13 @@ class GrpcPluginClient final : public PluginClient,
 
   const std::string& plugin_id() const override { return plugin_id_; }
 
-  void query_data(pluginv2::QueryDataRequest req, std::chrono::milliseconds timeout,
+  void query_data(pluginv2::QueryDataRequest req, CallContext context,
                   boost::asio::any_io_executor io,
                   Callback<pluginv2::QueryDataResponse> done) override {
     std::string bytes;
     req.SerializeToString(&bytes);
     query_channel_.call(
-        io, "/pluginv2.Data/QueryData", std::move(bytes), timeout,
+        io, "/pluginv2.Data/QueryData", std::move(bytes), metadata(context), context.timeout,
         [id = plugin_id_, done = std::move(done)](grpc::Status status, std::string reply) {
           if (!status.ok()) return done(map_grpc_error(status, id, "QueryData"));
           pluginv2::QueryDataResponse response;
@@ -133,68 +145,68 @@ class GrpcPluginClient final : public PluginClient,
         });
   }
 
-  void check_health(pluginv2::CheckHealthRequest req, std::chrono::milliseconds timeout,
+  void check_health(pluginv2::CheckHealthRequest req, CallContext context,
                     Callback<pluginv2::CheckHealthResponse> done) override {
-    unary("CheckHealth", std::move(req), timeout, std::move(done),
+    unary("CheckHealth", std::move(req), context, std::move(done),
           [this](auto* ctx, auto* rq, auto* rs, auto cb) {
             diagnostics_->async()->CheckHealth(ctx, rq, rs, std::move(cb));
           });
   }
 
-  void collect_metrics(pluginv2::CollectMetricsRequest req, std::chrono::milliseconds timeout,
+  void collect_metrics(pluginv2::CollectMetricsRequest req, CallContext context,
                        Callback<pluginv2::CollectMetricsResponse> done) override {
-    unary("CollectMetrics", std::move(req), timeout, std::move(done),
+    unary("CollectMetrics", std::move(req), context, std::move(done),
           [this](auto* ctx, auto* rq, auto* rs, auto cb) {
             diagnostics_->async()->CollectMetrics(ctx, rq, rs, std::move(cb));
           });
   }
 
-  void subscribe_stream(pluginv2::SubscribeStreamRequest req, std::chrono::milliseconds timeout,
+  void subscribe_stream(pluginv2::SubscribeStreamRequest req, CallContext context,
                         Callback<pluginv2::SubscribeStreamResponse> done) override {
-    unary("SubscribeStream", std::move(req), timeout, std::move(done),
+    unary("SubscribeStream", std::move(req), context, std::move(done),
           [this](auto* ctx, auto* rq, auto* rs, auto cb) {
             stream_->async()->SubscribeStream(ctx, rq, rs, std::move(cb));
           });
   }
 
-  void publish_stream(pluginv2::PublishStreamRequest req, std::chrono::milliseconds timeout,
+  void publish_stream(pluginv2::PublishStreamRequest req, CallContext context,
                       Callback<pluginv2::PublishStreamResponse> done) override {
-    unary("PublishStream", std::move(req), timeout, std::move(done),
+    unary("PublishStream", std::move(req), context, std::move(done),
           [this](auto* ctx, auto* rq, auto* rs, auto cb) {
             stream_->async()->PublishStream(ctx, rq, rs, std::move(cb));
           });
   }
 
-  void validate_admission(pluginv2::AdmissionRequest req, std::chrono::milliseconds timeout,
+  void validate_admission(pluginv2::AdmissionRequest req, CallContext context,
                           Callback<pluginv2::ValidationResponse> done) override {
-    unary("ValidateAdmission", std::move(req), timeout, std::move(done),
+    unary("ValidateAdmission", std::move(req), context, std::move(done),
           [this](auto* ctx, auto* rq, auto* rs, auto cb) {
             admission_->async()->ValidateAdmission(ctx, rq, rs, std::move(cb));
           });
   }
 
-  void mutate_admission(pluginv2::AdmissionRequest req, std::chrono::milliseconds timeout,
+  void mutate_admission(pluginv2::AdmissionRequest req, CallContext context,
                         Callback<pluginv2::MutationResponse> done) override {
-    unary("MutateAdmission", std::move(req), timeout, std::move(done),
+    unary("MutateAdmission", std::move(req), context, std::move(done),
           [this](auto* ctx, auto* rq, auto* rs, auto cb) {
             admission_->async()->MutateAdmission(ctx, rq, rs, std::move(cb));
           });
   }
 
-  void convert_objects(pluginv2::ConversionRequest req, std::chrono::milliseconds timeout,
+  void convert_objects(pluginv2::ConversionRequest req, CallContext context,
                        Callback<pluginv2::ConversionResponse> done) override {
-    unary("ConvertObjects", std::move(req), timeout, std::move(done),
+    unary("ConvertObjects", std::move(req), context, std::move(done),
           [this](auto* ctx, auto* rq, auto* rs, auto cb) {
             conversion_->async()->ConvertObjects(ctx, rq, rs, std::move(cb));
           });
   }
 
   std::unique_ptr<StreamCall> call_resource(
-      pluginv2::CallResourceRequest req, std::chrono::milliseconds timeout,
+      pluginv2::CallResourceRequest req, CallContext context,
       std::function<void(pluginv2::CallResourceResponse)> on_message,
       std::function<void(api::Outcome)> done) override {
     using Reactor = ReadReactor<pluginv2::CallResourceRequest, pluginv2::CallResourceResponse>;
-    auto reactor = std::make_shared<Reactor>(plugin_id_, "CallResource", std::move(req), timeout,
+    auto reactor = std::make_shared<Reactor>(plugin_id_, "CallResource", std::move(req), context,
                                              std::move(on_message), std::move(done));
     auto self = shared_from_this();
     reactor->start([self](auto* ctx, auto* rq, auto* r) {
@@ -203,12 +215,12 @@ class GrpcPluginClient final : public PluginClient,
     return std::make_unique<ReactorHandle<Reactor>>(std::move(reactor));
   }
 
-  std::unique_ptr<StreamCall> run_stream(pluginv2::RunStreamRequest req,
+  std::unique_ptr<StreamCall> run_stream(pluginv2::RunStreamRequest req, CallContext context,
                                          std::function<void(pluginv2::StreamPacket)> on_packet,
                                          std::function<void(api::Outcome)> done) override {
     using Reactor = ReadReactor<pluginv2::RunStreamRequest, pluginv2::StreamPacket>;
-    auto reactor = std::make_shared<Reactor>(plugin_id_, "RunStream", std::move(req),
-                                             std::chrono::milliseconds(0), std::move(on_packet),
+    auto reactor = std::make_shared<Reactor>(plugin_id_, "RunStream", std::move(req), context,
+                                             std::move(on_packet),
                                              std::move(done));
     auto self = shared_from_this();
     reactor->start([self](auto* ctx, auto* rq, auto* r) {
@@ -221,11 +233,11 @@ class GrpcPluginClient final : public PluginClient,
   // The completion lambda owns the call state and a reference to this client (so its stubs and
   // channel outlive the call); gRPC destroys the lambda after running it.
   template <class Req, class Resp, class Begin>
-  void unary(const char* rpc, Req req, std::chrono::milliseconds timeout, Callback<Resp> done,
+  void unary(const char* rpc, Req req, CallContext context, Callback<Resp> done,
              Begin begin) {
     auto call = std::make_shared<UnaryCall<Req, Resp>>();
     call->req = std::move(req);
-    set_timeout(call->ctx, timeout);
+    apply(call->ctx, context);
     auto* ctx = &call->ctx;
     auto* rq = &call->req;
     auto* rs = &call->resp;

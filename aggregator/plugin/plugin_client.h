@@ -5,6 +5,7 @@
 #pragma once
 
 #include "aggregator/apimachinery/status.h"
+#include "aggregator/observability/trace_context.h"
 #include "aggregator/plugin/plugin_registry.h"
 
 #include "plugins/proto/backend.pb.h"
@@ -43,13 +44,27 @@ class StreamCall {
 template <class T>
 using Callback = std::function<void(api::Expected<T>)>;
 
+// What a call carries besides its request, as Go's context.Context does for Grafana's own plugin
+// client: the deadline, and the trace context of the request that caused the call, sent as the
+// gRPC metadata `traceparent`/`tracestate` (where the plugin SDK's tracing reads it). A timeout
+// alone converts to a context without a trace (background calls, tests).
+struct CallContext {
+  std::chrono::milliseconds timeout{0};  // <= 0: no deadline
+  obs::TraceContext trace;               // empty traceparent: no trace metadata
+
+  CallContext() = default;
+  template <class Rep, class Period>
+  CallContext(std::chrono::duration<Rep, Period> timeout, obs::TraceContext trace = {})  // NOLINT
+      : timeout(std::chrono::duration_cast<std::chrono::milliseconds>(timeout)),
+        trace(std::move(trace)) {}
+};
+
 // Calls into one running plugin process. All methods are asynchronous and never block the caller;
 // callbacks run on a gRPC thread (the caller posts back to its own executor), except QueryData's.
 // gRPC errors map to ApiError: UNAVAILABLE -> 503 ServiceUnavailable "plugin <id> unavailable: ...",
 // DEADLINE_EXCEEDED -> 504 Timeout, UNIMPLEMENTED -> 501 (reason NotImplemented) "plugin <id> does
 // not implement <rpc>", RESOURCE_EXHAUSTED -> 413 when a message was too large, else 502,
 // CANCELLED -> 503, anything else -> 502 BadGateway "plugin <id> failed: <message>".
-// A timeout <= 0 means no deadline.
 class PluginClient {
  public:
   virtual ~PluginClient() = default;
@@ -58,34 +73,35 @@ class PluginClient {
   // request goes out and the reply comes back on that thread, and `done` runs there. Unlike the
   // other calls it does not keep the client alive: when the host drops the client (the plugin
   // exited or is stopping), calls still in flight end at once with 503.
-  virtual void query_data(pluginv2::QueryDataRequest req, std::chrono::milliseconds timeout,
+  virtual void query_data(pluginv2::QueryDataRequest req, CallContext context,
                           boost::asio::any_io_executor io,
                           Callback<pluginv2::QueryDataResponse> done) = 0;
-  virtual void check_health(pluginv2::CheckHealthRequest req, std::chrono::milliseconds timeout,
+  virtual void check_health(pluginv2::CheckHealthRequest req, CallContext context,
                             Callback<pluginv2::CheckHealthResponse> done) = 0;
   virtual void collect_metrics(pluginv2::CollectMetricsRequest req,
-                               std::chrono::milliseconds timeout,
+                               CallContext context,
                                Callback<pluginv2::CollectMetricsResponse> done) = 0;
   virtual void subscribe_stream(pluginv2::SubscribeStreamRequest req,
-                                std::chrono::milliseconds timeout,
+                                CallContext context,
                                 Callback<pluginv2::SubscribeStreamResponse> done) = 0;
   virtual void publish_stream(pluginv2::PublishStreamRequest req,
-                              std::chrono::milliseconds timeout,
+                              CallContext context,
                               Callback<pluginv2::PublishStreamResponse> done) = 0;
   virtual void validate_admission(pluginv2::AdmissionRequest req,
-                                  std::chrono::milliseconds timeout,
+                                  CallContext context,
                                   Callback<pluginv2::ValidationResponse> done) = 0;
-  virtual void mutate_admission(pluginv2::AdmissionRequest req, std::chrono::milliseconds timeout,
+  virtual void mutate_admission(pluginv2::AdmissionRequest req, CallContext context,
                                 Callback<pluginv2::MutationResponse> done) = 0;
-  virtual void convert_objects(pluginv2::ConversionRequest req, std::chrono::milliseconds timeout,
+  virtual void convert_objects(pluginv2::ConversionRequest req, CallContext context,
                                Callback<pluginv2::ConversionResponse> done) = 0;
   // Server streaming: on_message for each message (gRPC thread, in order), then done exactly once.
   virtual std::unique_ptr<StreamCall> call_resource(
-      pluginv2::CallResourceRequest req, std::chrono::milliseconds timeout,
+      pluginv2::CallResourceRequest req, CallContext context,
       std::function<void(pluginv2::CallResourceResponse)> on_message,
       std::function<void(api::Outcome)> done) = 0;
   virtual std::unique_ptr<StreamCall> run_stream(
-      pluginv2::RunStreamRequest req, std::function<void(pluginv2::StreamPacket)> on_packet,
+      pluginv2::RunStreamRequest req, CallContext context,
+      std::function<void(pluginv2::StreamPacket)> on_packet,
       std::function<void(api::Outcome)> done) = 0;
 };
 

@@ -179,48 +179,48 @@ class FakePluginClient : public plugin::PluginClient {
 
   const std::string& plugin_id() const override { return id_; }
 
-  void query_data(pluginv2::QueryDataRequest req, std::chrono::milliseconds timeout,
+  void query_data(pluginv2::QueryDataRequest req, plugin::CallContext context,
                   boost::asio::any_io_executor,
                   plugin::Callback<pluginv2::QueryDataResponse> done) override {
-    unary("QueryData", on_query_data, query_requests_, std::move(req), timeout, std::move(done));
+    unary("QueryData", on_query_data, query_requests_, std::move(req), context, std::move(done));
   }
-  void check_health(pluginv2::CheckHealthRequest req, std::chrono::milliseconds timeout,
+  void check_health(pluginv2::CheckHealthRequest req, plugin::CallContext context,
                     plugin::Callback<pluginv2::CheckHealthResponse> done) override {
-    unary("CheckHealth", on_check_health, health_requests_, std::move(req), timeout,
+    unary("CheckHealth", on_check_health, health_requests_, std::move(req), context,
           std::move(done));
   }
-  void collect_metrics(pluginv2::CollectMetricsRequest req, std::chrono::milliseconds timeout,
+  void collect_metrics(pluginv2::CollectMetricsRequest req, plugin::CallContext context,
                        plugin::Callback<pluginv2::CollectMetricsResponse> done) override {
-    unary("CollectMetrics", on_collect_metrics, metrics_requests_, std::move(req), timeout,
+    unary("CollectMetrics", on_collect_metrics, metrics_requests_, std::move(req), context,
           std::move(done));
   }
-  void subscribe_stream(pluginv2::SubscribeStreamRequest req, std::chrono::milliseconds timeout,
+  void subscribe_stream(pluginv2::SubscribeStreamRequest req, plugin::CallContext context,
                         plugin::Callback<pluginv2::SubscribeStreamResponse> done) override {
-    unary("SubscribeStream", on_subscribe_stream, subscribe_requests_, std::move(req), timeout,
+    unary("SubscribeStream", on_subscribe_stream, subscribe_requests_, std::move(req), context,
           std::move(done));
   }
-  void publish_stream(pluginv2::PublishStreamRequest req, std::chrono::milliseconds timeout,
+  void publish_stream(pluginv2::PublishStreamRequest req, plugin::CallContext context,
                       plugin::Callback<pluginv2::PublishStreamResponse> done) override {
-    unary("PublishStream", on_publish_stream, publish_requests_, std::move(req), timeout,
+    unary("PublishStream", on_publish_stream, publish_requests_, std::move(req), context,
           std::move(done));
   }
-  void validate_admission(pluginv2::AdmissionRequest req, std::chrono::milliseconds timeout,
+  void validate_admission(pluginv2::AdmissionRequest req, plugin::CallContext context,
                           plugin::Callback<pluginv2::ValidationResponse> done) override {
-    unary("ValidateAdmission", on_validate_admission, admission_requests_, std::move(req), timeout,
+    unary("ValidateAdmission", on_validate_admission, admission_requests_, std::move(req), context,
           std::move(done));
   }
-  void mutate_admission(pluginv2::AdmissionRequest req, std::chrono::milliseconds timeout,
+  void mutate_admission(pluginv2::AdmissionRequest req, plugin::CallContext context,
                         plugin::Callback<pluginv2::MutationResponse> done) override {
-    unary("MutateAdmission", on_mutate_admission, admission_requests_, std::move(req), timeout,
+    unary("MutateAdmission", on_mutate_admission, admission_requests_, std::move(req), context,
           std::move(done));
   }
-  void convert_objects(pluginv2::ConversionRequest req, std::chrono::milliseconds timeout,
+  void convert_objects(pluginv2::ConversionRequest req, plugin::CallContext context,
                        plugin::Callback<pluginv2::ConversionResponse> done) override {
-    unary("ConvertObjects", on_convert_objects, conversion_requests_, std::move(req), timeout,
+    unary("ConvertObjects", on_convert_objects, conversion_requests_, std::move(req), context,
           std::move(done));
   }
   std::unique_ptr<plugin::StreamCall> call_resource(
-      pluginv2::CallResourceRequest req, std::chrono::milliseconds,
+      pluginv2::CallResourceRequest req, plugin::CallContext context,
       std::function<void(pluginv2::CallResourceResponse)> on_message,
       std::function<void(api::Outcome)> done) override {
     auto s = std::make_shared<FakeResourceStream>(thread_, std::move(req), std::move(on_message),
@@ -228,6 +228,7 @@ class FakePluginClient : public plugin::PluginClient {
     {
       std::lock_guard lock(mutex_);
       resource_streams_.push_back(s);
+      traces_.push_back(std::move(context.trace));
     }
     if (on_call_resource) {
       on_call_resource(s);
@@ -237,13 +238,15 @@ class FakePluginClient : public plugin::PluginClient {
     return std::make_unique<StreamHandle<FakeResourceStream>>(s);
   }
   std::unique_ptr<plugin::StreamCall> run_stream(
-      pluginv2::RunStreamRequest req, std::function<void(pluginv2::StreamPacket)> on_packet,
+      pluginv2::RunStreamRequest req, plugin::CallContext context,
+      std::function<void(pluginv2::StreamPacket)> on_packet,
       std::function<void(api::Outcome)> done) override {
     auto s = std::make_shared<FakeRunStream>(thread_, std::move(req), std::move(on_packet),
                                              std::move(done));
     {
       std::lock_guard lock(mutex_);
       run_streams_.push_back(s);
+      traces_.push_back(std::move(context.trace));
     }
     if (on_run_stream) on_run_stream(s);
     return std::make_unique<StreamHandle<FakeRunStream>>(s);
@@ -260,6 +263,8 @@ class FakePluginClient : public plugin::PluginClient {
   std::vector<std::shared_ptr<FakeResourceStream>> resource_streams() const { return copy(resource_streams_); }
   std::vector<std::shared_ptr<FakeRunStream>> run_streams() const { return copy(run_streams_); }
   std::vector<std::chrono::milliseconds> timeouts() const { return copy(timeouts_); }
+  // The trace context of every call, in call order (streams included).
+  std::vector<obs::TraceContext> traces() const { return copy(traces_); }
 
   // Waits until every callback posted so far has run.
   void drain() { thread_.drain(); }
@@ -281,11 +286,12 @@ class FakePluginClient : public plugin::PluginClient {
 
   template <class Req, class Resp>
   void unary(const char* rpc, const Handler<Req, Resp>& handler, std::vector<Req>& log, Req req,
-             std::chrono::milliseconds timeout, plugin::Callback<Resp> done) {
+             const plugin::CallContext& context, plugin::Callback<Resp> done) {
     {
       std::lock_guard lock(mutex_);
       log.push_back(req);
-      timeouts_.push_back(timeout);
+      timeouts_.push_back(context.timeout);
+      traces_.push_back(context.trace);
     }
     api::Expected<Resp> result = handler ? handler(req) : api::Expected<Resp>(not_implemented(rpc));
     thread_.post([done = std::move(done), result = std::move(result)]() mutable {
@@ -305,6 +311,7 @@ class FakePluginClient : public plugin::PluginClient {
   std::vector<std::shared_ptr<FakeResourceStream>> resource_streams_;
   std::vector<std::shared_ptr<FakeRunStream>> run_streams_;
   std::vector<std::chrono::milliseconds> timeouts_;
+  std::vector<obs::TraceContext> traces_;
   SerialThread thread_;  // last: destroyed first, so no callback outlives the members above
 };
 

@@ -210,6 +210,9 @@ TEST(QueryHandlerTest, GrafanaTestOneExactBody) {
   EXPECT_EQ(ctx.namespace_(), "default");
   EXPECT_EQ(requests[0].queries(0).refid(), "1");
   EXPECT_EQ(f.plugin->timeouts()[0], std::chrono::milliseconds(60000));
+  // The call carries the request's trace context (gRPC metadata in the real client).
+  ASSERT_EQ(f.plugin->traces().size(), 1u);
+  EXPECT_EQ(f.plugin->traces()[0].traceparent, ex->trace_context().traceparent);
 }
 
 TEST(QueryHandlerTest, ValidationErrorsHaveRealCodes) {

@@ -108,6 +108,38 @@ TEST(DelegateTest, RequestPassesIntactAndHopByHopHeadersAreDropped) {
   EXPECT_EQ(setup.proxy.idle_connections(), 1u);
 }
 
+// The delegate gets the request's trace context: as sent when valid, else a new trace (and no
+// tracestate, which belonged to the invalid one). One trace per request, never one per process.
+TEST(DelegateTest, TraceContextPassesOrStartsANewTrace) {
+  IoThreads io;
+  auto upstream = http::testing::start_server(io.io(), {}, echo_upstream());
+  ProxySetup setup(io.io(), {.url = url(upstream->port())});
+  RawClient client(setup.server->port());
+  auto headers_for = [&](const std::string& extra) {
+    client.send("GET /api HTTP/1.1\r\nHost: front.example\r\n" + extra + "\r\n");
+    auto res = client.read_response();
+    EXPECT_EQ(res.result_int(), 200u) << res.body();
+    return nlohmann::json::parse(res.body())["headers"];
+  };
+  const std::string sent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  auto kept = headers_for("traceparent: " + sent + "\r\ntracestate: congo=t61rcWkgMzE\r\n");
+  EXPECT_EQ(kept["traceparent"], sent);
+  EXPECT_EQ(kept["tracestate"], "congo=t61rcWkgMzE");
+
+  auto replaced = headers_for(
+      "traceparent: 00-00000000000000000000000000000000-00f067aa0ba902b7-01\r\n"
+      "tracestate: congo=t61rcWkgMzE\r\n");
+  ASSERT_TRUE(replaced.contains("traceparent"));
+  EXPECT_TRUE(obs::valid_traceparent(replaced["traceparent"].get<std::string>())) << replaced;
+  EXPECT_FALSE(replaced.contains("tracestate"));
+
+  auto first = headers_for("")["traceparent"].get<std::string>();
+  auto second = headers_for("")["traceparent"].get<std::string>();
+  EXPECT_TRUE(obs::valid_traceparent(first)) << first;
+  EXPECT_TRUE(obs::valid_traceparent(second)) << second;
+  EXPECT_NE(first.substr(3, 32), second.substr(3, 32));
+}
+
 TEST(DelegateTest, ChunkedRequestBodyStreamsThrough) {
   IoThreads io;
   auto upstream = http::testing::start_server(io.io(), {}, echo_upstream());

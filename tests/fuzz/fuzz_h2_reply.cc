@@ -62,7 +62,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (int i = 0; i < calls; ++i) {
     // No deadline: the server always closes, so every call must end without one.
     channel->call(fuzz::io().get_executor(), "/pluginv2.Data/QueryData", std::string("\x0a\x00", 2),
-                  std::chrono::milliseconds(0),
+                  {}, std::chrono::milliseconds(0),
                   [completed](grpc::Status status, std::string reply) {
                     fuzz::show("a call's status",
                                std::to_string(status.error_code()) + " " + status.error_message() +

@@ -116,7 +116,32 @@ class GoPluginTest(unittest.TestCase):
 
     def test_health(self):
         status, body = self.agg.json("GET", DATASOURCE + "/health")
-        self.assertEqual((status, body), (200, {"status": "OK", "message": "go plugin ok"}))
+        self.assertEqual((status, body["status"]), (200, "OK"), body)
+        self.assertTrue(body["message"].startswith("go plugin ok; traceparent=00-"), body)
+
+    def test_trace_context_reaches_the_plugin(self):
+        # Both plugin transports: QueryData (our HTTP/2 channel) and CheckHealth (gRPC's channel).
+        sent = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                "tracestate": "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"}
+        seen = "traceparent=%(traceparent)s tracestate=%(tracestate)s" % sent
+        status, body = self.agg.json("POST", DATASOURCE + "/query", query(["trace"]), headers=sent)
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["results"]["trace"]["error"], seen)
+        status, body = self.agg.json("GET", DATASOURCE + "/health", headers=sent)
+        self.assertEqual((status, body["message"]), (200, "go plugin ok; " + seen), body)
+        self.assertTrue(wait_for(lambda: '"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"' in self.agg.log(),
+                                 timeout=10), self.agg.log())
+
+        # No traceparent (or an invalid one): a new trace, the same in the plugin and the log line.
+        for headers in ({}, {"traceparent": "00-" + "0" * 32 + "-00f067aa0ba902b7-01", "tracestate": "a=b"}):
+            status, body = self.agg.json("POST", DATASOURCE + "/query", query(["trace"]), headers=headers)
+            self.assertEqual(status, 200, body)
+            got = body["results"]["trace"]["error"]
+            self.assertRegex(got, r"^traceparent=00-[0-9a-f]{32}-[0-9a-f]{16}-00 tracestate=$")
+            trace_id = got[len("traceparent=00-"):][:32]
+            self.assertNotEqual(trace_id, "0" * 32)
+            self.assertTrue(wait_for(lambda: '"trace_id":"%s"' % trace_id in self.agg.log(), timeout=10),
+                            self.agg.log())
 
     def test_sigkill_restarts_and_queries_work_again(self):
         first = self.go_pid()

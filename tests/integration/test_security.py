@@ -226,7 +226,8 @@ class AuditTest(unittest.TestCase):
         work = tempfile.mkdtemp(prefix="dpa-audit-")
         path = os.path.join(work, "audit.log")
         with Aggregator(args=["--audit-log-path", path], with_plugins=False) as agg:
-            agg.request("GET", BASE, headers={"User-Agent": "audit-test", "X-Forwarded-For": "10.1.2.3"})
+            agg.request("GET", BASE, headers={"User-Agent": "audit-test", "X-Forwarded-For": "10.1.2.3",
+                                              "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})
             agg.request("DELETE", BASE + "/missing")
             agg.request("GET", BASE, authorization=False)
             agg.request("GET", "/healthz")  # open: not audited
@@ -244,6 +245,9 @@ class AuditTest(unittest.TestCase):
         self.assertEqual(listed["sourceIPs"], ["10.1.2.3", "127.0.0.1"])
         self.assertEqual(listed["userAgent"], "audit-test")
         self.assertEqual(listed["annotations"]["authorization.k8s.io/decision"], "allow")
+        self.assertEqual(listed["annotations"]["dataplane.grafana.app/trace-id"], "4bf92f3577b34da6a3ce929d0e0e4736")
+        # A request without a traceparent is audited with the trace the aggregator started for it.
+        self.assertRegex(by_verb[("delete", 404)]["annotations"]["dataplane.grafana.app/trace-id"], "^[0-9a-f]{32}$")
         self.assertEqual(by_verb[("delete", 404)]["objectRef"]["name"], "missing")
         self.assertEqual(by_verb[("list", 401)]["user"], {})
         self.assertEqual(len(events), 3)

@@ -46,7 +46,7 @@ Reply call(H2UnaryChannel& channel, testing::IoThreads& io, const std::string& m
   std::promise<Reply> promise;
   auto future = promise.get_future();
   channel.call(
-      io.executor(), method, std::move(request), timeout,
+      io.executor(), method, std::move(request), {}, timeout,
       [&promise](grpc::Status status, std::string body) {
         promise.set_value({std::move(status), std::move(body), std::this_thread::get_id()});
       });
@@ -144,7 +144,7 @@ TEST_F(H2ChannelTest, ManyCallsShareOneConnection) {
     // Half of them slow enough to overlap with the rest.
     // Deadlines far beyond what the calls need: they only bound a hang (ThreadSanitizer builds
     // run this several times slower).
-    channel.call(io_.executor(), kQueryData, query_request(i % 2 ? "A" : "big:100000"), 60s,
+    channel.call(io_.executor(), kQueryData, query_request(i % 2 ? "A" : "big:100000"), {}, 60s,
                  [&](grpc::Status status, std::string body) {
                    pluginv2::QueryDataResponse r;
                    if (status.ok() && r.ParseFromString(body) && r.responses_size() == 1) ++ok;
@@ -196,7 +196,7 @@ TEST(H2Channel, DestroyedBeforeConnectingEndsTheCall) {
   std::promise<grpc::Status> result;
   {
     H2UnaryChannel channel(tcp_target(1), 1 << 20);
-    channel.call(io->get_executor(), kQueryData, query_request("A"), 5s,
+    channel.call(io->get_executor(), kQueryData, query_request("A"), {}, 5s,
                  [&result](grpc::Status status, std::string) { result.set_value(status); });
   }  // destroyed: the connection is abandoned before its start() ran
   auto ran = std::make_shared<std::promise<void>>();

@@ -225,7 +225,7 @@ TEST_F(ProcessHostTest, ErrorsStreamsAndCancellation) {
     pluginv2::RunStreamRequest req;
     req.set_path("ticks");
     auto call = client->run_stream(
-        std::move(req), [&](pluginv2::StreamPacket) { ++packets; },
+        std::move(req), {}, [&](pluginv2::StreamPacket) { ++packets; },
         [&](api::Outcome o) {
           if (dones++ == 0) done.set_value(std::move(o));
         });

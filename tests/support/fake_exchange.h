@@ -186,6 +186,7 @@ class FakeExchange : public http::Exchange,
   std::string remote_address() const override { return "127.0.0.1:40000"; }
   bool is_tls() const override { return false; }
   const std::string& request_id() const override { return request_id_; }
+  const obs::TraceContext& trace_context() const override { return trace_; }
 
   void read_body(std::size_t limit,
                  std::function<void(api::Expected<std::string>)> done) override {
@@ -449,6 +450,7 @@ class FakeExchange : public http::Exchange,
   http::Header header_;
   std::string path_, query_, body_;
   std::string request_id_ = "test-request";
+  obs::TraceContext trace_ = obs::TraceContext::generate();
   std::atomic<std::size_t> pending_bytes_{0};
   std::atomic<bool> write_completes_{true};
 

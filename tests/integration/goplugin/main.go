@@ -8,6 +8,9 @@
 // "huge" replies with 100 MB, "badarrow" with a frame that is not Arrow, "badproto" with bytes that
 // are not a QueryDataResponse, "hang" never answers, "exit" dies in the middle of the call. Its
 // streams: "flood" sends packets as fast as gRPC takes them, "die" sends three and exits.
+//
+// It records the W3C trace context the host sent in the call's gRPC metadata, where Grafana's SDK
+// reads it: query "trace" answers with it as an error text, and CheckHealth's message ends with it.
 package main
 
 import (
@@ -22,6 +25,7 @@ import (
 	plugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -77,6 +81,13 @@ func eachBytes(msg []byte, num protowire.Number, fn func([]byte)) error {
 	return nil
 }
 
+// traceContext is the call's traceparent and tracestate metadata, as one line.
+func traceContext(ctx context.Context) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	return fmt.Sprintf("traceparent=%s tracestate=%s",
+		strings.Join(md.Get("traceparent"), ","), strings.Join(md.Get("tracestate"), ","))
+}
+
 func queryData(_ interface{}, ctx context.Context, dec func(interface{}) error, _ grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := &raw{}
 	if err := dec(in); err != nil {
@@ -117,6 +128,9 @@ func queryData(_ interface{}, ctx context.Context, dec func(interface{}) error, 
 		if id == "whoami" {
 			resp = protowire.AppendTag(resp, 2, protowire.BytesType)
 			resp = protowire.AppendString(resp, "login="+login)
+		} else if id == "trace" {
+			resp = protowire.AppendTag(resp, 2, protowire.BytesType)
+			resp = protowire.AppendString(resp, traceContext(ctx))
 		} else if id == "huge" {
 			resp = protowire.AppendTag(resp, 1, protowire.BytesType)
 			resp = protowire.AppendBytes(resp, make([]byte, 100<<20))
@@ -141,7 +155,7 @@ func queryData(_ interface{}, ctx context.Context, dec func(interface{}) error, 
 	return &raw{b: out}, nil
 }
 
-func checkHealth(_ interface{}, _ context.Context, dec func(interface{}) error, _ grpc.UnaryServerInterceptor) (interface{}, error) {
+func checkHealth(_ interface{}, ctx context.Context, dec func(interface{}) error, _ grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := &raw{}
 	if err := dec(in); err != nil {
 		return nil, err
@@ -151,7 +165,7 @@ func checkHealth(_ interface{}, _ context.Context, dec func(interface{}) error, 
 	out = protowire.AppendTag(out, 1, protowire.VarintType)
 	out = protowire.AppendVarint(out, 1)
 	out = protowire.AppendTag(out, 2, protowire.BytesType)
-	out = protowire.AppendString(out, "go plugin ok")
+	out = protowire.AppendString(out, "go plugin ok; "+traceContext(ctx))
 	return &raw{b: out}, nil
 }
 
