@@ -659,6 +659,7 @@ class Session final : public SessionControl, public std::enable_shared_from_this
     pending_->start_ = std::chrono::steady_clock::now();
     current_ = std::move(pending_);
     current_->keep_alive_ = false;
+    current_->trace_ = trace_context_of(current_->parser_.get());  // for its log line
     set_deadline(state_->header_timeout);
     respond(current_, Response::error(error));
   }

@@ -79,6 +79,7 @@ bool valid_traceparent(std::string_view v) {
 }
 
 std::string_view TraceContext::trace_id() const {
+  if (traceparent.size() < kVersion00Size) return {};
   return std::string_view(traceparent).substr(3, 32);
 }
 

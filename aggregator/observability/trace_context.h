@@ -12,12 +12,13 @@
 namespace dpa::obs {
 
 struct TraceContext {
-  // Always valid once built: "00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>".
+  // Valid once built by from_headers or generate: "00-<32 hex trace id>-<16 hex parent id>-<2
+  // hex flags>". Empty in a default-constructed context (no trace: background plugin calls).
   std::string traceparent;
   // The vendors' list, forwarded only with the traceparent it came with; empty when none.
   std::string tracestate;
 
-  std::string_view trace_id() const;
+  std::string_view trace_id() const;  // empty for a default-constructed (empty) context
 
   // The request's context: `traceparent` as received when valid (a later version is cut to the
   // fields version 00 defines, as the spec asks) with its `tracestate`; otherwise a new one,

@@ -64,6 +64,10 @@ TEST(TraceContextTest, TracestateIsCleanedOrDropped) {
             "first=" + std::string(300, 'x') + ",third=z");
 }
 
+TEST(TraceContextTest, AnEmptyContextHasAnEmptyTraceId) {
+  EXPECT_EQ(TraceContext().trace_id(), "");  // never throws: log lines read it unconditionally
+}
+
 TEST(TraceContextTest, NewTracesAreValidUnsampledAndDistinct) {
   std::set<std::string> traces, parents;
   for (int i = 0; i < 1000; ++i) {

@@ -6,7 +6,7 @@ import socket
 import time
 import unittest
 
-from harness import Aggregator
+from harness import Aggregator, wait_for
 
 BASE = "/apis/aggregation.grafana.app/v0alpha1/dataplaneservices"
 
@@ -87,6 +87,19 @@ class BadInputTest(unittest.TestCase):
         self.assertTrue(data.startswith(b"HTTP/1.1 400"), data[:100])
         status, _, _ = self.agg.request("GET", "/healthz")
         self.assertEqual(status, 200)
+
+    def test_a_rejected_request_is_logged_with_its_trace(self):
+        # Rejected before any handler (framing error): its log line still has the request's trace.
+        s = socket.create_connection(self.agg.host_port)
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 3\r\n"
+                  b"traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n\r\nabc")
+        s.settimeout(5)
+        data = s.recv(65536)
+        s.close()
+        self.assertTrue(data.startswith(b"HTTP/1.1 400"), data[:100])
+        self.assertTrue(wait_for(lambda: '"trace_id":"0af7651916cd43dd8448eb211c80319c"' in self.agg.log(),
+                                 timeout=10), self.agg.log())
+        self.assertNotIn("escaped exception", self.agg.log())
 
 
 if __name__ == "__main__":
