@@ -76,8 +76,18 @@ case "$AUTH" in
                 --authorization-webhook-config-file "$WORK/authz.yaml") ;;
   *) echo "AUTH must be off, token-abac or webhook" >&2; exit 2 ;;
 esac
+# Only the testdata datasource: the aggregator refuses to start with a datasource whose plugin it
+# does not have (the example file also lists Prometheus).
+cat >"$WORK/datasources.yaml" <<'YAML'
+apiVersion: 1
+datasources:
+  - name: TestData
+    type: grafana-testdata-datasource
+    uid: testdata
+    orgId: 1
+YAML
 "$AGG" --port 0 --secure-port -1 --data-dir "$WORK/data" --log-level error "${AUTH_FLAGS[@]}" \
-  --datasources "$ROOT/examples/provisioning/datasources.yaml" \
+  --datasources "$WORK/datasources.yaml" \
   --plugin-address "grafana-testdata-datasource=$TARGET" >"$WORK/aggregator.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1 200); do [[ -f "$WORK/data/aggregator.kubeconfig" ]] && break; sleep 0.05; done
