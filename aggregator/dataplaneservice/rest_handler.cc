@@ -704,7 +704,7 @@ void RestHandler::serve_list(const std::shared_ptr<http::Exchange>& ex, const Li
     return respond_error(ex, listed.error());
   }
   const int64_t list_rv = listed->revision;
-  std::vector<const storage::CachedObject*> items;
+  std::vector<storage::ObjectPtr> items;
   std::string continue_key;
   std::size_t remaining = 0;
   bool counting = false;
@@ -719,7 +719,7 @@ void RestHandler::serve_list(const std::shared_ptr<http::Exchange>& ex, const Li
       ++remaining;
       continue;
     }
-    items.push_back(object.get());
+    items.push_back(object);
     if (plan.limit > 0 && static_cast<int64_t>(items.size()) == plan.limit) {
       continue_key = object->key;
       counting = true;
@@ -731,7 +731,7 @@ void RestHandler::serve_list(const std::shared_ptr<http::Exchange>& ex, const Li
   }
   if (plan.negotiated.kind == api::MediaKind::kTable) {
     std::vector<api::TableRow> rows;
-    for (const auto* o : items) rows.push_back(table_row(parse_cached(o->bytes)));
+    for (const auto& o : items) rows.push_back(table_row(parse_cached(o->bytes)));
     return respond_json(ex, 200,
                         api::make_table(plan.negotiated.table_api_version, table_columns(), rows,
                                         plan.include, std::to_string(list_rv), continue_token),
@@ -744,26 +744,26 @@ void RestHandler::serve_list(const std::shared_ptr<http::Exchange>& ex, const Li
   }
   if (plan.negotiated.kind == api::MediaKind::kYaml) {
     json list_items = json::array();
-    for (const auto* o : items) list_items.push_back(parse_cached(o->bytes));
+    for (const auto& o : items) list_items.push_back(parse_cached(o->bytes));
     json list = {{"kind", kListKind}, {"apiVersion", kApiVersion}, {"metadata", meta},
                  {"items", std::move(list_items)}};
     return respond_json(ex, 200, list, plan.negotiated);
   }
   // JSON: the cached bytes of each item, joined (the keys in nlohmann's order, as any other
-  // response of ours).
-  std::size_t size = 128;
-  for (const auto* o : items) size += o->bytes.size() + 1;
+  // response of ours). The items are sent from the cache's own bytes, not copied into a body.
+  static const auto comma = std::make_shared<const std::string>(",");
   http::Response r;
   r.status = 200;
   r.headers.emplace_back("Content-Type", plan.negotiated.content_type());
-  r.body.reserve(size);
   r.body.append(R"({"apiVersion":")").append(kApiVersion).append(R"(","items":[)");
+  r.body_parts.reserve(2 * items.size() + 1);
   for (std::size_t i = 0; i < items.size(); ++i) {
-    if (i > 0) r.body.push_back(',');
-    r.body.append(items[i]->bytes);
+    if (i > 0) r.body_parts.push_back(comma);
+    // Shares the object's ownership: the bytes live until the response is written.
+    r.body_parts.emplace_back(items[i], &items[i]->bytes);
   }
-  r.body.append(R"(],"kind":")").append(kListKind).append(R"(","metadata":)");
-  r.body.append(api::dump_json(meta)).append("}");
+  r.body_parts.push_back(std::make_shared<const std::string>(
+      R"(],"kind":")" + std::string(kListKind) + R"(","metadata":)" + api::dump_json(meta) + "}"));
   ex->respond(std::move(r));
 }
 

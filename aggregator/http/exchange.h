@@ -44,6 +44,11 @@ struct Response {
   int status = 200;
   std::vector<std::pair<std::string, std::string>> headers;  // e.g. {"Content-Type", "..."}
   std::string body;
+  // More body, sent after `body` as is: pieces held elsewhere and shared, not copied (a list
+  // joins the watch cache's bytes of each object, 12 MB at 10,000 objects, without a copy).
+  std::vector<std::shared_ptr<const std::string>> body_parts;
+
+  std::size_t body_size() const;
 
   static Response json(int status, std::string body);  // Content-Type: application/json
   static Response text(int status, std::string body);  // text/plain; charset=utf-8

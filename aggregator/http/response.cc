@@ -3,6 +3,12 @@
 
 namespace dpa::http {
 
+std::size_t Response::body_size() const {
+  std::size_t size = body.size();
+  for (const auto& part : body_parts) size += part->size();
+  return size;
+}
+
 Response Response::json(int status, std::string body) {
   Response r;
   r.status = status;

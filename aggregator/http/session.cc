@@ -800,15 +800,17 @@ class Session final : public SessionControl, public std::enable_shared_from_this
     if (ex->expect_continue_ && !ex->continue_sent_) ex->keep_alive_ = false;
     ex->status_ = response.status;
     bool body = status_has_body(response.status) && !ex->head_request_;
-    bool keep_user_length = ex->head_request_ && response.body.empty();
+    const std::size_t body_size = response.body_size();
+    bool keep_user_length = ex->head_request_ && body_size == 0;
     Framing framing = status_has_body(response.status) && !keep_user_length ? Framing::kLength
                                                                               : Framing::kNone;
-    queue_.push_back({serialize_head(response.status, response.headers, framing,
-                                     response.body.size(), ex->keep_alive_, keep_user_length),
+    queue_.push_back({serialize_head(response.status, response.headers, framing, body_size,
+                                     ex->keep_alive_, keep_user_length),
                       {}});
-    if (body && !response.body.empty()) {
-      ex->body_bytes_ = response.body.size();
-      queue_.push_back({std::move(response.body), {}});
+    if (body && body_size > 0) {
+      ex->body_bytes_ = body_size;
+      if (!response.body.empty()) queue_.push_back({std::move(response.body), {}});
+      for (auto& part : response.body_parts) queue_.push_back({{}, {}, 0, std::move(part)});
     }
     ex->response_complete_ = true;
     do_write();

@@ -7,6 +7,7 @@
 #include "aggregator/storage/store.h"
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,7 +23,8 @@ struct TimedEvent {
 struct JournalState {
   int64_t current_revision = 0;
   int64_t compacted_revision = 0;
-  std::vector<Record> records;          // every live key
+  // Every live key; their values only from a journal that does not keep them (keeps_values()).
+  std::vector<Record> records;
   std::vector<TimedEvent> recent_events;  // newest retained events, ascending revision
 };
 
@@ -45,6 +47,23 @@ class Journal {
                                                          int64_t after, int64_t upto) = 0;
   // Newest retained revision committed before `unix_ms`, or 0 when none.
   virtual api::Expected<int64_t> last_revision_before(int64_t unix_ms) = 0;
+
+  // True when the journal serves the live values (read_key, read_range) from any thread. The
+  // engine then keeps only keys and revisions in memory: the watch cache holds the one decoded
+  // copy of each object, and a second copy of every value here would double the memory.
+  virtual bool keeps_values() const { return false; }
+  // The live record of `key`, or nullopt. Only when keeps_values().
+  virtual api::Expected<std::optional<Record>> read_key(const std::string& key) {
+    (void)key;
+    return api::ApiError::internal("storage: this journal keeps no values");
+  }
+  // Store::list over the live values, taken at the revision it reports (which may be newer than
+  // the engine has applied: a committed batch is on disk before it is in memory). Only when
+  // keeps_values().
+  virtual api::Expected<ListResult> read_range(const ListOptions& options) {
+    (void)options;
+    return api::ApiError::internal("storage: this journal keeps no values");
+  }
 };
 
 }  // namespace dpa::storage

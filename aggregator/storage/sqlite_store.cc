@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <utility>
 
 namespace dpa::storage {
@@ -252,18 +253,8 @@ class SqliteJournal final : public Journal {
 
   api::Expected<std::vector<Event>> read_history(const std::string& prefix, int64_t after,
                                                  int64_t upto) override {
-    // Watches start on caller threads while the writer thread owns db_: use a second connection.
     std::lock_guard<std::mutex> lock(reader_mutex_);
-    if (!reader_) {
-      if (sqlite3_open_v2(path_.c_str(), &reader_, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
-                          nullptr) != SQLITE_OK) {
-        auto error = storage_error("opening a reader", reader_, path_);
-        sqlite3_close_v2(reader_);
-        reader_ = nullptr;
-        return error;
-      }
-      sqlite3_busy_timeout(reader_, busy_timeout_ms_);
-    }
+    if (auto opened = open_reader_locked(); !opened.ok()) return std::move(opened).error();
     // One read transaction: the compacted revision and the rows come from the same snapshot, so
     // a compaction racing this read is either fully seen (410) or not at all.
     if (!exec(reader_, "BEGIN")) return storage_error("history read", reader_, path_);
@@ -299,6 +290,65 @@ class SqliteJournal final : public Journal {
     return events;
   }
 
+  bool keeps_values() const override { return true; }
+
+  api::Expected<std::optional<Record>> read_key(const std::string& key) override {
+    std::lock_guard<std::mutex> lock(reader_mutex_);
+    if (auto opened = open_reader_locked(); !opened.ok()) return std::move(opened).error();
+    read_key_.reset();
+    read_key_.bind(1, key);
+    int rc = read_key_.step();
+    std::optional<Record> record;
+    if (rc == SQLITE_ROW) {
+      record = Record{key, read_key_.blob_at(0), read_key_.int_at(1), read_key_.int_at(2)};
+      rc = read_key_.step();
+    }
+    auto error = storage_error("read", reader_, path_);
+    read_key_.reset();
+    if (rc != SQLITE_DONE) return error;
+    return record;
+  }
+
+  api::Expected<ListResult> read_range(const ListOptions& options) override {
+    std::lock_guard<std::mutex> lock(reader_mutex_);
+    if (auto opened = open_reader_locked(); !opened.ok()) return std::move(opened).error();
+    // One read transaction: the rows and the revision they are reported at agree.
+    if (!exec(reader_, "BEGIN")) return storage_error("list", reader_, path_);
+    auto current = read_meta(reader_, "current_revision");
+    if (!current.ok()) {
+      exec(reader_, "COMMIT");
+      return std::move(current).error();
+    }
+    ListResult result;
+    result.revision = *current;
+    // In key order from the prefix, or after start_after when that is inside the range (as
+    // list_records); the first key outside the prefix ends the scan.
+    const bool after = !options.start_after.empty() && options.start_after >= options.prefix;
+    Statement& rows = after ? read_after_ : read_from_;
+    rows.reset();
+    rows.bind(1, after ? options.start_after : options.prefix);
+    int rc;
+    while ((rc = rows.step()) == SQLITE_ROW) {
+      Record record{rows.blob_at(0), {}, rows.int_at(2), rows.int_at(3)};
+      if (!has_prefix(record.key, options.prefix)) {
+        rc = SQLITE_DONE;
+        break;
+      }
+      if (options.limit != 0 && result.items.size() == options.limit) {
+        result.more = true;
+        rc = SQLITE_DONE;
+        break;
+      }
+      record.value = rows.blob_at(1);
+      result.items.push_back(std::move(record));
+    }
+    auto error = storage_error("list", reader_, path_);
+    rows.reset();
+    exec(reader_, "COMMIT");
+    if (rc != SQLITE_DONE) return error;
+    return result;
+  }
+
   api::Expected<int64_t> last_revision_before(int64_t unix_ms) override {
     // History rows are written in time order, so walking back from the newest is short.
     Statement find;
@@ -313,6 +363,34 @@ class SqliteJournal final : public Journal {
   }
 
  private:
+  // Readers run on caller threads while the writer thread owns db_: they share a second
+  // connection, opened on first use; with reader_mutex_ held.
+  api::Outcome open_reader_locked() {
+    if (reader_) return api::Ok{};
+    if (sqlite3_open_v2(path_.c_str(), &reader_, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+                        nullptr) != SQLITE_OK) {
+      auto error = storage_error("opening a reader", reader_, path_);
+      sqlite3_close_v2(reader_);
+      reader_ = nullptr;
+      return error;
+    }
+    sqlite3_busy_timeout(reader_, busy_timeout_ms_);
+    if (!read_key_.prepare(reader_,
+                           "SELECT value, create_rev, mod_rev FROM kv WHERE key = ?1") ||
+        !read_from_.prepare(reader_,
+                            "SELECT key, value, create_rev, mod_rev FROM kv WHERE key >= ?1 "
+                            "ORDER BY key") ||
+        !read_after_.prepare(reader_,
+                             "SELECT key, value, create_rev, mod_rev FROM kv WHERE key > ?1 "
+                             "ORDER BY key")) {
+      auto error = storage_error("preparing reads", reader_, path_);
+      sqlite3_close_v2(reader_);
+      reader_ = nullptr;
+      return error;
+    }
+    return api::Ok{};
+  }
+
   api::Expected<int64_t> read_meta(sqlite3* db, const char* name) {
     Statement meta;
     if (!meta.prepare(db, "SELECT value FROM meta WHERE name = ?1")) {
@@ -335,14 +413,14 @@ class SqliteJournal final : public Journal {
     state.current_revision = *current;
     state.compacted_revision = *compacted;
 
+    // The values stay on disk (keeps_values()).
     Statement keys;
-    if (!keys.prepare(db_, "SELECT key, value, create_rev, mod_rev FROM kv ORDER BY key")) {
+    if (!keys.prepare(db_, "SELECT key, create_rev, mod_rev FROM kv ORDER BY key")) {
       return storage_error("loading keys", db_, path_);
     }
     int rc;
     while ((rc = keys.step()) == SQLITE_ROW) {
-      state.records.push_back(Record{keys.blob_at(0), keys.blob_at(1), keys.int_at(2),
-                                     keys.int_at(3)});
+      state.records.push_back(Record{keys.blob_at(0), {}, keys.int_at(1), keys.int_at(2)});
     }
     if (rc != SQLITE_DONE) return storage_error("loading keys", db_, path_);
 
@@ -410,6 +488,9 @@ class SqliteJournal final : public Journal {
   Statement set_meta_;
   std::mutex reader_mutex_;
   sqlite3* reader_ = nullptr;
+  Statement read_key_;    // on reader_
+  Statement read_from_;   // on reader_: keys >= ?1
+  Statement read_after_;  // on reader_: keys > ?1
 };
 
 }  // namespace

@@ -3,9 +3,12 @@
 // (sqlite_store.h) is the production implementation; an etcd backend can follow behind the same
 // interface. Nothing here knows about DataPlaneService or HTTP.
 //
-// Threading: every method is thread-safe. Reads (get/list/current_revision) are served from memory
-// and never block. Writes (create/update/remove/compact) block until the change is durable
-// (fsync), so they must not be called from an I/O thread: callers run them on a blocking executor.
+// Threading: every method is thread-safe. Reads (get/list/current_revision) never wait for a
+// write: the in-memory store and etcd's mirror serve them from memory, SQLite from its file on a
+// reader connection of its own (a short local read: the values are not kept in memory a second
+// time beside the watch cache, which is what serves reads on I/O threads). Writes
+// (create/update/remove/compact) block until the change is durable (fsync), so they must not be
+// called from an I/O thread: callers run them on a blocking executor.
 #pragma once
 
 #include "aggregator/apimachinery/status.h"

@@ -23,7 +23,9 @@ int64_t unix_ms_now() {
 }  // namespace
 
 StoreEngine::StoreEngine(std::unique_ptr<Journal> journal, StoreOptions options)
-    : journal_(std::move(journal)), options_(options) {}
+    : journal_(std::move(journal)),
+      options_(options),
+      values_in_journal_(journal_->keeps_values()) {}
 
 StoreEngine::~StoreEngine() {
   {
@@ -53,11 +55,18 @@ api::Outcome StoreEngine::start() {
 }
 
 api::Expected<Record> StoreEngine::get(const std::string& key) const {
+  if (values_in_journal_) {
+    auto stored = journal_->read_key(key);
+    if (!stored.ok()) return std::move(stored).error();
+    if (!*stored) return key_not_found(key);
+    return std::move(**stored);
+  }
   std::shared_lock<std::shared_mutex> lock(state_mutex_);
   return get_record(records_, key);
 }
 
 api::Expected<ListResult> StoreEngine::list(const ListOptions& options) const {
+  if (values_in_journal_) return journal_->read_range(options);
   std::shared_lock<std::shared_mutex> lock(state_mutex_);
   return list_records(records_, options, current_.load());
 }
@@ -229,6 +238,20 @@ void StoreEngine::commit_group(const std::vector<WriteRequest*>& group) {
         }
         event.type = EventType::kDeleted;
         event.record = *existing;
+        if (values_in_journal_ && !overlay.count(request.key)) {
+          // The delete's event carries the last value, which only the journal holds.
+          auto stored = journal_->read_key(request.key);
+          if (!stored.ok()) {
+            results[i] = std::move(stored).error();
+            continue;
+          }
+          if (!*stored) {
+            results[i] = api::ApiError::internal("storage: key \"" + request.key +
+                                                 "\" is missing from the journal");
+            continue;
+          }
+          event.record.value = std::move((*stored)->value);
+        }
         event.record.mod_revision = revision + 1;
         break;
       case WriteKind::kCompact:
@@ -266,7 +289,10 @@ void StoreEngine::commit_group(const std::vector<WriteRequest*>& group) {
         if (event.type == EventType::kDeleted) {
           records_.erase(event.record.key);
         } else {
-          records_.insert_or_assign(event.record.key, event.record);
+          records_.insert_or_assign(
+              event.record.key,
+              Record{event.record.key, values_in_journal_ ? std::string() : event.record.value,
+                     event.record.create_revision, event.record.mod_revision});
         }
         batch->push_back(event);
         history_.push_back(std::move(timed));

@@ -1,4 +1,5 @@
-// The Store semantics shared by every backend: an in-memory copy of all keys for reads, one
+// The Store semantics shared by every backend: an in-memory index of all keys (with their values
+// too, unless the journal serves them: SQLite does, so memory holds no second copy), one
 // writer thread that validates, group-commits batches to a Journal and only then applies them,
 // a ring of recent events for starting watches, and automatic compaction. SqliteStore and
 // MemoryStore are this engine over different journals.
@@ -75,9 +76,12 @@ class StoreEngine : public Store {
 
   std::unique_ptr<Journal> journal_;
   const StoreOptions options_;
+  // Reads of values go to the journal; records_ holds keys and revisions only.
+  const bool values_in_journal_;
 
   mutable std::shared_mutex state_mutex_;
-  std::map<std::string, Record> records_;  // written only by the writer thread, under state_mutex_
+  // Written only by the writer thread, under state_mutex_; values empty with values_in_journal_.
+  std::map<std::string, Record> records_;
   std::deque<TimedEvent> history_;         // contiguous revisions ending at current_
   std::atomic<int64_t> current_{0};
   std::atomic<int64_t> compacted_{0};

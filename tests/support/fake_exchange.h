@@ -213,6 +213,9 @@ class FakeExchange : public http::Exchange,
       std::lock_guard lock(mutex_);
       ++responses_;
       response_ = std::move(response);
+      // Tests read one body, as a client does.
+      for (const auto& part : response_.body_parts) response_.body += *part;
+      response_.body_parts.clear();
       released = complete_locked();
       completions.swap(on_complete_);
     }
