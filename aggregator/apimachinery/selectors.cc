@@ -184,17 +184,35 @@ Expected<LabelSelector> LabelSelector::parse(std::string_view text) {
   return selector;
 }
 
-bool LabelSelector::matches(const nlohmann::json& labels) const {
-  for (const Requirement& r : requirements_) {
-    const std::string* value = nullptr;
-    std::string holder;
-    if (labels.is_object()) {
-      auto it = labels.find(r.key);
-      if (it != labels.end() && it->is_string()) {
-        holder = it->get<std::string>();
-        value = &holder;
-      }
+Attributes Attributes::of(const nlohmann::json& object) {
+  Attributes attributes;
+  if (!object.is_object()) return attributes;
+  auto meta = object.find("metadata");
+  if (meta == object.end() || !meta->is_object()) return attributes;
+  auto text = [&](const char* field) {
+    auto it = meta->find(field);
+    return it != meta->end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  attributes.name = text("name");
+  attributes.namespace_ = text("namespace");
+  if (auto labels = meta->find("labels"); labels != meta->end() && labels->is_object()) {
+    // nlohmann's objects iterate in key order, so the pairs come out sorted.
+    for (const auto& [key, value] : labels->items()) {
+      if (value.is_string()) attributes.labels.emplace_back(key, value.get<std::string>());
     }
+  }
+  return attributes;
+}
+
+const std::string* Attributes::label(std::string_view key) const {
+  auto it = std::lower_bound(labels.begin(), labels.end(), key,
+                             [](const auto& label, std::string_view k) { return label.first < k; });
+  return it != labels.end() && it->first == key ? &it->second : nullptr;
+}
+
+bool LabelSelector::matches(const Attributes& object) const {
+  for (const Requirement& r : requirements_) {
+    const std::string* value = object.label(r.key);
     auto in_values = [&]() {
       return value && std::find(r.values.begin(), r.values.end(), *value) != r.values.end();
     };
@@ -294,15 +312,9 @@ Expected<FieldSelector> FieldSelector::parse(std::string_view text) {
   return selector;
 }
 
-bool FieldSelector::matches(const nlohmann::json& object) const {
+bool FieldSelector::matches(const Attributes& object) const {
   for (const Requirement& r : requirements_) {
-    std::string actual;
-    const auto& meta = object.is_object() && object.contains("metadata") ? object["metadata"]
-                                                                          : nlohmann::json();
-    std::string key = r.field == "metadata.name" ? "name" : "namespace";
-    if (meta.is_object() && meta.contains(key) && meta[key].is_string()) {
-      actual = meta[key].get<std::string>();
-    }
+    const std::string& actual = r.field == "metadata.name" ? object.name : object.namespace_;
     if ((actual == r.value) != r.equals) return false;
   }
   return true;

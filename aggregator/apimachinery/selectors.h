@@ -9,9 +9,24 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace dpa::api {
+
+// What selectors read of an object, as kube's storage GetAttrs gives them: its labels and its
+// selectable fields. Small and flat: the watch cache keeps one beside every object it holds.
+struct Attributes {
+  std::vector<std::pair<std::string, std::string>> labels;  // metadata.labels, sorted by key
+  std::string name;                                         // metadata.name
+  std::string namespace_;                                   // metadata.namespace ("" if none)
+
+  // Read from a whole object; a label whose value is not a string is left out.
+  static Attributes of(const nlohmann::json& object);
+  // The value of label `key`, or null.
+  const std::string* label(std::string_view key) const;
+  bool operator==(const Attributes&) const = default;
+};
 
 class LabelSelector {
  public:
@@ -24,8 +39,7 @@ class LabelSelector {
 
   // "" selects everything. 400 "unable to parse requirement: ..." on bad syntax.
   static Expected<LabelSelector> parse(std::string_view text);
-  // `labels` is metadata.labels (an object, or null/absent).
-  bool matches(const nlohmann::json& labels) const;
+  bool matches(const Attributes& object) const;
   bool empty() const { return requirements_.empty(); }
   const std::vector<Requirement>& requirements() const { return requirements_; }
 
@@ -43,8 +57,7 @@ class FieldSelector {
 
   // "" selects everything. Other fields: 400 "field label not supported: X".
   static Expected<FieldSelector> parse(std::string_view text);
-  // `object` is a whole object (metadata.name/namespace are read from it).
-  bool matches(const nlohmann::json& object) const;
+  bool matches(const Attributes& object) const;
   bool empty() const { return requirements_.empty(); }
   const std::vector<Requirement>& requirements() const { return requirements_; }
 

@@ -166,12 +166,7 @@ storage::ObjectPtr cached_object(const storage::Record& record, int64_t resource
   cached->resource_version = resource_version;
   cached->bytes = api::dump_json(*object);
   cached->bytes.shrink_to_fit();  // held for the object's life: drop the growth slack
-  json meta = json::object();
-  const json& stored = (*object)["metadata"];
-  for (const char* field : {"name", "namespace", "labels"}) {
-    if (stored.contains(field)) meta[field] = stored[field];
-  }
-  cached->selectable = {{"metadata", std::move(meta)}};
+  cached->attributes = api::Attributes::of(*object);
   return cached;
 }
 
@@ -201,9 +196,7 @@ class WatchSession : public std::enable_shared_from_this<WatchSession> {
         bookmark_timer_(ex_->executor()) {}
 
   bool matches(const storage::CachedObject& object) const {
-    const json& meta = object.selectable["metadata"];
-    const json& labels = meta.contains("labels") ? meta["labels"] : null_;
-    return labels_.matches(labels) && fields_.matches(object.selectable);
+    return labels_.matches(object.attributes) && fields_.matches(object.attributes);
   }
 
   // A watch from a resourceVersion: events go straight out as they arrive.
@@ -426,7 +419,6 @@ class WatchSession : public std::enable_shared_from_this<WatchSession> {
   std::size_t max_pending_;
   boost::asio::steady_timer timeout_timer_;
   boost::asio::steady_timer bookmark_timer_;
-  const json null_;
 
   std::mutex mu_;
   bool done_ = false;
@@ -708,11 +700,8 @@ void RestHandler::serve_list(const std::shared_ptr<http::Exchange>& ex, const Li
   std::string continue_key;
   std::size_t remaining = 0;
   bool counting = false;
-  const json null_labels;
   for (const auto& object : listed->objects) {
-    const json& meta = object->selectable["metadata"];
-    if (!plan.labels.matches(meta.contains("labels") ? meta["labels"] : null_labels) ||
-        !plan.fields.matches(object->selectable)) {
+    if (!plan.labels.matches(object->attributes) || !plan.fields.matches(object->attributes)) {
       continue;
     }
     if (counting) {

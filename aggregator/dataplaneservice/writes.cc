@@ -447,8 +447,8 @@ api::Expected<WriteResult> RestHandler::remove_collection(const std::string& lab
   for (const auto& rec : listed->items) {
     auto obj = object_from_record(rec);
     if (!obj) continue;
-    json l = (*obj)["metadata"].contains("labels") ? (*obj)["metadata"]["labels"] : json();
-    if (!labels->matches(l) || !fields->matches(*obj)) continue;
+    const auto attributes = api::Attributes::of(*obj);
+    if (!labels->matches(attributes) || !fields->matches(attributes)) continue;
     WriteRequest req;
     req.name = name_of(*obj);
     req.dry_run = dry_run;

@@ -6,8 +6,8 @@
 // event is decoded once and its encodings shared by every watcher.
 //
 // "Decoded" is the caller's choice: a Codec turns a stored Record into a CachedObject holding the
-// bytes served for it and the few fields selectors read. Memory per object is then its encoded
-// size plus those fields. The cache knows nothing about DataPlaneService or HTTP.
+// bytes served for it and what selectors read (its labels, name and namespace). Memory per object
+// is then its encoded size plus those. The cache knows nothing about DataPlaneService or HTTP.
 //
 // Freshness: the cache trails the store by one hop of the store's notification thread. A read
 // that must see every acknowledged write (kube's consistent read) first waits, without blocking,
@@ -19,10 +19,9 @@
 // delivers on the calling thread before any live event. Sinks must not block.
 #pragma once
 
+#include "aggregator/apimachinery/selectors.h"
 #include "aggregator/apimachinery/status.h"
 #include "aggregator/storage/store.h"
-
-#include <nlohmann/json.hpp>
 
 #include <array>
 #include <atomic>
@@ -47,7 +46,7 @@ struct CachedObject {
   int64_t create_revision = 0;
   int64_t resource_version = 0;  // the revision the bytes carry
   std::string bytes;             // the object as served
-  nlohmann::json selectable;     // what selectors evaluate
+  api::Attributes attributes;    // what selectors evaluate
 };
 using ObjectPtr = std::shared_ptr<const CachedObject>;
 

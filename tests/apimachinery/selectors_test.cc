@@ -10,7 +10,7 @@ using nlohmann::json;
 bool label_match(const char* selector, const json& labels) {
   auto s = LabelSelector::parse(selector);
   EXPECT_TRUE(s.ok()) << selector;
-  return s.ok() && s->matches(labels);
+  return s.ok() && s->matches(Attributes::of({{"metadata", {{"labels", labels}}}}));
 }
 
 TEST(LabelSelector, EqualityOperators) {
@@ -54,7 +54,7 @@ TEST(LabelSelector, BadSyntaxIs400) {
 }
 
 TEST(FieldSelector, NameAndNamespace) {
-  json obj = {{"metadata", {{"name", "v1.a.example.com"}}}};
+  const auto obj = Attributes::of({{"metadata", {{"name", "v1.a.example.com"}}}});
   auto s = FieldSelector::parse("metadata.name=v1.a.example.com");
   ASSERT_TRUE(s.ok());
   EXPECT_TRUE(s->matches(obj));
@@ -67,6 +67,27 @@ TEST(FieldSelector, NameAndNamespace) {
   s = FieldSelector::parse("metadata.name==other,metadata.namespace=");
   ASSERT_TRUE(s.ok());
   EXPECT_FALSE(s->matches(obj));
+}
+
+TEST(Attributes, ReadFromAnObject) {
+  auto a = Attributes::of({{"metadata",
+                            {{"name", "n"},
+                             {"namespace", "ns"},
+                             {"labels", {{"tier", "web"}, {"app", "x"}, {"count", 3}}}}},
+                           {"spec", {{"name", "not this"}}}});
+  EXPECT_EQ(a.name, "n");
+  EXPECT_EQ(a.namespace_, "ns");
+  // Sorted by key; a value that is not a string is no label.
+  ASSERT_EQ(a.labels.size(), 2u);
+  EXPECT_EQ(a.labels[0].first, "app");
+  EXPECT_EQ(a.labels[1].first, "tier");
+  ASSERT_NE(a.label("tier"), nullptr);
+  EXPECT_EQ(*a.label("tier"), "web");
+  EXPECT_EQ(a.label("count"), nullptr);
+  EXPECT_EQ(a.label("zzz"), nullptr);
+  // Not an object, or no metadata: nothing to select on.
+  EXPECT_EQ(Attributes::of(json::array()), Attributes{});
+  EXPECT_EQ(Attributes::of({{"metadata", "x"}}), Attributes{});
 }
 
 TEST(FieldSelector, UnsupportedFieldIs400) {

@@ -16,7 +16,7 @@ using testing::BackendNames;
 using testing::EngineBackends;
 using testing::eventually;
 
-// Served bytes: "<value>@<resourceVersion>"; selectable: the value as JSON.
+// Served bytes: "<value>@<resourceVersion>"; attributes: read from the value as JSON.
 ObjectPtr codec(const Record& record, int64_t resource_version) {
   if (record.value == "undecodable") return nullptr;
   auto object = std::make_shared<CachedObject>();
@@ -24,7 +24,7 @@ ObjectPtr codec(const Record& record, int64_t resource_version) {
   object->create_revision = record.create_revision;
   object->resource_version = resource_version;
   object->bytes = record.value + "@" + std::to_string(resource_version);
-  object->selectable = nlohmann::json::parse(record.value, nullptr, false);
+  object->attributes = api::Attributes::of(nlohmann::json::parse(record.value, nullptr, false));
   return object;
 }
 
