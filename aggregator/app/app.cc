@@ -114,9 +114,10 @@ int serve(const Config& config) {
   store_options.retain_duration = config.store_history_duration;
   store_options.compaction_interval = config.store_compaction_interval;
   // Watches and lists are served by the REST handler's watch cache, which keeps its own ring of
-  // 10,000 events; the store's in-memory history only has to bridge the cache's start, and
-  // anything older is read from disk. A short one saves a copy of every recent object.
-  store_options.memory_history_limit = 1'000;
+  // recent events; the store's in-memory history only has to bridge the start of the cache and
+  // of the controllers' watches (list, then watch from the list's revision), and anything older
+  // is read from disk. A short one saves a copy of every recent object.
+  store_options.memory_history_limit = 100;
   std::shared_ptr<storage::etcd::Client> etcd_client;  // set with --storage-backend=etcd3
   auto opened = config.storage_backend == "etcd3"
                     ? open_etcd(config, store_options, etcd_client)

@@ -810,7 +810,9 @@ class Session final : public SessionControl, public std::enable_shared_from_this
     if (body && body_size > 0) {
       ex->body_bytes_ = body_size;
       if (!response.body.empty()) queue_.push_back({std::move(response.body), {}});
-      for (auto& part : response.body_parts) queue_.push_back({{}, {}, 0, std::move(part)});
+      if (!response.body_parts.empty()) {
+        queue_.push_back({{}, {}, 0, nullptr, std::move(response.body_parts)});
+      }
     }
     ex->response_complete_ = true;
     do_write();
@@ -848,6 +850,9 @@ class Session final : public SessionControl, public std::enable_shared_from_this
     std::function<void(bool)> done;
     std::size_t counted = 0;  // bytes subtracted from pending_bytes when written
     std::shared_ptr<const std::string> shared;  // written instead of `data` when set
+    // Written instead of `data`, in order, when not empty (a response's body_parts: one entry
+    // for thousands of pieces).
+    std::vector<std::shared_ptr<const std::string>> parts;
 
     std::string_view bytes() const { return shared ? std::string_view(*shared) : data; }
   };
@@ -917,7 +922,13 @@ class Session final : public SessionControl, public std::enable_shared_from_this
     write_in_flight_ = true;
     writing_.swap(queue_);
     gather_.clear();
-    for (const auto& p : writing_) gather_.emplace_back(p.bytes().data(), p.bytes().size());
+    for (const auto& p : writing_) {
+      if (p.parts.empty()) {
+        gather_.emplace_back(p.bytes().data(), p.bytes().size());
+        continue;
+      }
+      for (const auto& part : p.parts) gather_.emplace_back(part->data(), part->size());
+    }
     net::async_write(stream_, gather_,
                      [self = this->shared_from_this()](error_code ec, std::size_t) {
                        self->on_write(ec);
@@ -935,6 +946,8 @@ class Session final : public SessionControl, public std::enable_shared_from_this
     }
     written.clear();
     if (writing_.capacity() < written.capacity()) writing_.swap(written);
+    // A large list left thousands of buffers here: not kept for the connection's life.
+    if (gather_.capacity() > kKeptGatherBuffers) std::vector<net::const_buffer>().swap(gather_);
     if (ec) return client_gone();
     if (close_after_write_ && queue_.empty()) return graceful_close();
     if (!queue_.empty()) return do_write();
@@ -1163,6 +1176,7 @@ class Session final : public SessionControl, public std::enable_shared_from_this
   std::function<void(std::unique_ptr<ByteStream>)> upgrade_done_;
   std::vector<Pending> queue_, writing_;
   std::vector<net::const_buffer> gather_;
+  static constexpr std::size_t kKeptGatherBuffers = 1024;
 
  public:
   // Raw access for the upgraded byte stream.

@@ -43,7 +43,8 @@ api::Outcome StoreEngine::start() {
   {
     std::unique_lock<std::shared_mutex> lock(state_mutex_);
     for (Record& record : state->records) {
-      std::string key = record.key;
+      std::string key = std::move(record.key);
+      if (!values_in_journal_) record.key = key;
       records_.emplace(std::move(key), std::move(record));
     }
     for (TimedEvent& event : state->recent_events) history_.push_back(std::move(event));
@@ -238,6 +239,7 @@ void StoreEngine::commit_group(const std::vector<WriteRequest*>& group) {
         }
         event.type = EventType::kDeleted;
         event.record = *existing;
+        event.record.key = request.key;
         if (values_in_journal_ && !overlay.count(request.key)) {
           // The delete's event carries the last value, which only the journal holds.
           auto stored = journal_->read_key(request.key);
@@ -289,10 +291,12 @@ void StoreEngine::commit_group(const std::vector<WriteRequest*>& group) {
         if (event.type == EventType::kDeleted) {
           records_.erase(event.record.key);
         } else {
+          // With the values in the journal only the revisions are kept (the map holds the key).
           records_.insert_or_assign(
               event.record.key,
-              Record{event.record.key, values_in_journal_ ? std::string() : event.record.value,
-                     event.record.create_revision, event.record.mod_revision});
+              values_in_journal_ ? Record{{}, {}, event.record.create_revision,
+                                          event.record.mod_revision}
+                                 : event.record);
         }
         batch->push_back(event);
         history_.push_back(std::move(timed));

@@ -80,7 +80,8 @@ class StoreEngine : public Store {
   const bool values_in_journal_;
 
   mutable std::shared_mutex state_mutex_;
-  // Written only by the writer thread, under state_mutex_; values empty with values_in_journal_.
+  // Written only by the writer thread, under state_mutex_. With values_in_journal_ a Record holds
+  // only the revisions (key and value empty).
   std::map<std::string, Record> records_;
   std::deque<TimedEvent> history_;         // contiguous revisions ending at current_
   std::atomic<int64_t> current_{0};

@@ -90,6 +90,17 @@ class CacheWatch final : public Watch {
   std::shared_ptr<Registry> registry_;
 };
 
+// What an event keeps alive that the current state does not: the object before the change, and
+// a deleted object. (An event's new object stays current until a later event, which then holds it
+// as its prev.)
+std::size_t ring_history_bytes(const CachedEvent& event) {
+  std::size_t bytes = event.prev ? event.prev->bytes.size() : 0;
+  if (event.type == EventType::kDeleted && event.object != event.prev) {
+    bytes += event.object->bytes.size();
+  }
+  return bytes;
+}
+
 }  // namespace
 
 std::shared_ptr<const std::string> CachedEvent::encoded(
@@ -225,9 +236,14 @@ void WatchCache::apply(const std::vector<Event>& events) {
         objects_.erase(key);
       }
     }
-    for (const auto& event : batch) ring_.push_back(event);
-    while (ring_.size() > options_.ring_capacity) {
+    for (const auto& event : batch) {
+      ring_bytes_ += ring_history_bytes(*event);
+      ring_.push_back(event);
+    }
+    while (!ring_.empty() &&
+           (ring_.size() > options_.ring_capacity || ring_bytes_ > options_.ring_bytes)) {
       oldest_ = ring_.front()->revision;
+      ring_bytes_ -= ring_history_bytes(*ring_.front());
       ring_.pop_front();
     }
     if (!events.empty()) revision_ = std::max(revision_, events.back().revision);

@@ -82,9 +82,15 @@ class CachedEvent {
 using EventPtr = std::shared_ptr<const CachedEvent>;
 
 struct WatchCacheOptions {
-  // Events kept for starting watches and for lists at a past revision; the store's own
-  // in-memory history has the same default.
+  // Events kept for starting watches and for lists at a past revision.
   std::size_t ring_capacity = 10'000;
+  // Bytes of the objects only the ring holds (the state before each change, and each deleted
+  // object): past this the oldest events go too. It bounds the history's memory whatever the
+  // objects weigh (an object may be 1.5 MiB): a ring of 10,000 status updates of 1 KiB objects
+  // would otherwise hold a second 10 MB copy of the state. A watch from a revision no longer in
+  // the ring catches up from the store's history instead (SQLite reads it from disk; etcd keeps
+  // its own); a list at such a revision (a continue token) is 410 and the client lists again.
+  std::size_t ring_bytes = 1 << 20;
 };
 
 class WatchCache {
@@ -159,6 +165,7 @@ class WatchCache {
   mutable std::mutex mutex_;
   std::map<std::string, ObjectPtr> objects_;
   std::deque<EventPtr> ring_;
+  std::size_t ring_bytes_ = 0;  // ring_history_bytes() of every event in ring_
   int64_t revision_ = 0;
   int64_t oldest_ = 0;
   std::vector<std::shared_ptr<Watcher>> watchers_;

@@ -176,6 +176,34 @@ TYPED_TEST(WatchCacheTest, ARevisionOlderThanTheRingIsGone) {
   EXPECT_EQ(old.error().message, "too old resource version: 2 (3)");
 }
 
+TYPED_TEST(WatchCacheTest, TheRingHoldsAtMostItsBytesOfHistory) {
+  // Every update's previous state is 9 bytes ("{"i":N}@R"): 20 bytes hold two of them.
+  WatchCacheOptions options;
+  options.ring_bytes = 20;
+  this->open(StoreOptions{}, options);
+  this->start_cache();
+  for (int i = 0; i < 6; ++i) this->put("a", R"({"i":)" + std::to_string(i) + "}");
+  this->sync();
+  EXPECT_EQ(this->cache_->oldest_revision(), 4);
+  EXPECT_TRUE(this->cache_->list(4).ok());
+  auto old = this->cache_->list(3);
+  ASSERT_FALSE(old.ok());
+  EXPECT_EQ(old.error().code, 410);
+
+  // A watch from before the ring still gets every event, from the store's history.
+  Received received;
+  auto watch = this->cache_->watch(2, received.sink(), received.on_error());
+  ASSERT_TRUE(watch.ok());
+  ASSERT_TRUE(received.wait_for(4));
+  auto events = received.events();
+  ASSERT_EQ(events.size(), 4u);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(events[i]->revision, 3 + i);
+    EXPECT_EQ(events[i]->object->bytes,
+              R"({"i":)" + std::to_string(2 + i) + "}@" + std::to_string(3 + i));
+  }
+}
+
 TYPED_TEST(WatchCacheTest, AWatchReplaysTheMissedEventsInOrderWithTheirPreviousState) {
   this->start_cache();
   const int64_t seen = this->put("a", R"({"v":1})");
