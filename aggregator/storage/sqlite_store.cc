@@ -161,6 +161,9 @@ class SqliteJournal final : public Journal {
                                        mode.text_at(0) + ")");
       }
     }
+    // The writer appends history rows and updates one key per write: a 1 MiB page cache holds
+    // the tree paths it touches (SQLite's default is 2 MiB).
+    if (!exec(db_, "PRAGMA cache_size=-1024")) return storage_error("cache_size", db_, path_);
     // FULL in WAL mode fsyncs the log on every commit: an acknowledged write is on disk.
     if (!exec(db_, "PRAGMA synchronous=FULL")) return storage_error("synchronous=FULL", db_, path_);
     if (!exec(db_, "BEGIN IMMEDIATE")) return storage_error("schema", db_, path_);
