@@ -15,6 +15,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+
 namespace dpa::controller {
 
 RegistrationController::RegistrationController(storage::Store& store)
@@ -133,7 +135,7 @@ void RegistrationController::set_entry(const std::string& name,
   if (auto it = entries_.find(name); it != entries_.end()) {
     if (auto key = dataplane::RouteTable::route_key(it->second->spec)) {
       auto claims = claims_.find(*key);
-      claims->second.erase(name);
+      std::erase_if(claims->second, [&](const auto& claim) { return claim->name == name; });
       if (claims->second.empty()) claims_.erase(claims);
       changed_keys_.insert(*key);
     }
@@ -141,7 +143,12 @@ void RegistrationController::set_entry(const std::string& name,
   }
   if (!entry) return;
   if (auto key = dataplane::RouteTable::route_key(entry->spec)) {
-    claims_[*key][name] = entry;
+    auto& claims = claims_[*key];
+    claims.insert(std::upper_bound(claims.begin(), claims.end(), name,
+                                   [](const std::string& n, const auto& claim) {
+                                     return n < claim->name;
+                                   }),
+                  entry);
     changed_keys_.insert(*key);
   } else {
     obs::warn("dataplaneservice has no routable group/version; skipped", {{"name", name}});
@@ -158,10 +165,11 @@ void RegistrationController::publish() {
       changes.emplace_back(key, nullptr);
       continue;
     }
-    const auto& [winner, entry] = *claims->second.begin();
+    const auto& entry = claims->second.front();
     if (claims->second.size() > 1) {
       obs::warn("dataplaneservices claim the same group/version; the first by name is routed",
-                {{"group_version", key}, {"routed", winner}, {"claims", claims->second.size()}});
+                {{"group_version", key}, {"routed", entry->name},
+                 {"claims", claims->second.size()}});
     }
     changes.emplace_back(key, entry);
   }

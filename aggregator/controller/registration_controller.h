@@ -61,10 +61,10 @@ class RegistrationController {
 
   // Owned by the worker thread after start() (the initial sync runs before the thread exists).
   std::map<std::string, std::shared_ptr<const dataplane::ServiceEntry>> entries_;
-  // Every object claiming each group/version, by name: the smallest name is routed (validation
-  // rejects a second claim; if two are stored anyway the choice is deterministic).
-  std::map<std::string, std::map<std::string, std::shared_ptr<const dataplane::ServiceEntry>>>
-      claims_;
+  // Every object claiming each group/version, sorted by name: the first is routed (validation
+  // rejects a second claim; if two are stored anyway the choice is deterministic). Almost always
+  // one: a vector, not a map per group/version.
+  std::map<std::string, std::vector<std::shared_ptr<const dataplane::ServiceEntry>>> claims_;
   std::set<std::string> changed_keys_;  // claims changed since the last publish
   std::vector<TableListener> listeners_;
 
