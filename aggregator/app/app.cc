@@ -218,10 +218,9 @@ int serve(const Config& config) {
   DatasourceExchange exchange(config.grafana_uid, config.datasource_exchange_file);
   std::function<void()> refresh_exchange;
   controller::AvailabilityController availability(
-      dataplane.context(), [&api, &metrics, &writes_conditions, &refresh_exchange](
+      dataplane.context(), [&api, &writes_conditions, &refresh_exchange](
                                const std::string& name, bool available, const std::string& reason,
                                const std::string& message) {
-        metrics.set_service_available(name, available);
         refresh_exchange();
         if (!writes_conditions.load()) return;
         auto written = api.set_available_condition(name, available, reason, message);
@@ -230,6 +229,14 @@ int serve(const Config& config) {
                     {{"dataplaneservice", name}, {"error", written.error().message}});
         }
       });
+
+  metrics.set_availability_source([&availability] {
+    std::vector<std::pair<std::string, bool>> available;
+    for (const auto& [name, condition] : availability.conditions()) {
+      available.emplace_back(name, condition.available);
+    }
+    return available;
+  });
 
   // Registration: store watch -> route table (and the availability controller's service list).
   controller::RegistrationController registration(store);

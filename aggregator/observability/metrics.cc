@@ -50,10 +50,6 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                     .Name("dataplane_aggregator_plugin_up")
                     .Help("1 when the backend plugin process is running and connected.")
                     .Register(*registry_);
-  service_available_ = &prometheus::BuildGauge()
-                            .Name("dataplane_aggregator_dataplaneservice_available")
-                            .Help("1 when the DataPlaneService's Available condition is True.")
-                            .Register(*registry_);
   leader_ = &prometheus::BuildGauge()
                  .Name("dataplane_aggregator_leader")
                  .Help("1 while this replica holds the etcd leader lease and alone writes the "
@@ -148,8 +144,9 @@ void Metrics::set_plugin_up(const std::string& plugin, bool up) {
   plugin_up_->Add({{"plugin", plugin}}).Set(up ? 1 : 0);
 }
 
-void Metrics::set_service_available(const std::string& name, bool available) {
-  service_available_->Add({{"name", name}, {"replica", replica_}}).Set(available ? 1 : 0);
+void Metrics::set_availability_source(AvailabilitySource source) {
+  std::lock_guard<std::mutex> lock(refresh_mutex_);
+  availability_ = std::move(source);
 }
 
 void Metrics::set_replica(std::string replica) { replica_ = std::move(replica); }
@@ -177,13 +174,28 @@ void Metrics::on_scrape(std::function<void()> refresh) {
 }
 
 std::string Metrics::serialize() {
+  prometheus::MetricFamily available{"dataplane_aggregator_dataplaneservice_available",
+                                     "1 when the DataPlaneService's Available condition is True.",
+                                     prometheus::MetricType::Gauge,
+                                     {}};
   {
     std::lock_guard<std::mutex> lock(refresh_mutex_);
     for (auto& refresh : refreshers_) refresh();
     double escaped = static_cast<double>(escaped_exceptions());
     if (escaped > panics_->Value()) panics_->Increment(escaped - panics_->Value());
+    if (availability_) {
+      for (auto& [name, up] : availability_()) {
+        prometheus::ClientMetric metric;
+        metric.label = {{"name", std::move(name)}, {"replica", replica_}};
+        metric.gauge.value = up ? 1 : 0;
+        available.metric.push_back(std::move(metric));
+      }
+    }
   }
-  return prometheus::TextSerializer().Serialize(registry_->Collect());
+  auto families = registry_->Collect();
+  // Absent until there is a source, as a gauge family without series is left out.
+  if (!available.metric.empty()) families.push_back(std::move(available));
+  return prometheus::TextSerializer().Serialize(families);
 }
 
 }  // namespace dpa::obs

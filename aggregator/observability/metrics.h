@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace dpa::obs {
@@ -39,9 +40,14 @@ class Metrics {
   prometheus::Gauge& etcd_watches() { return *etcd_watches_; }
   prometheus::Gauge& watch_cache_objects() { return *watch_cache_objects_; }
   prometheus::Gauge& stream_subscribers() { return *stream_subscribers_; }
-  // Sets dpa_plugin_up{plugin} to 1/0, dpa_dataplaneservice_available{name}.
+  // Sets dataplane_aggregator_plugin_up{plugin} to 1/0.
   void set_plugin_up(const std::string& plugin, bool up);
-  void set_service_available(const std::string& name, bool available);
+  // dataplane_aggregator_dataplaneservice_available{name,replica}: one series per service, read
+  // from `source` (this replica's view, name -> available) at each scrape. Built per scrape, not
+  // kept as a gauge per object: nothing per object between scrapes (at 10,000 services a gauge
+  // each costs 2.6 MB), and a deleted service leaves no series behind.
+  using AvailabilitySource = std::function<std::vector<std::pair<std::string, bool>>()>;
+  void set_availability_source(AvailabilitySource source);
   // This replica's identity (--replica-id): the `replica` label of the availability gauges, so
   // the views of several replicas can be told apart once scraped together.
   void set_replica(std::string replica);
@@ -67,7 +73,6 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* plugin_errors_;
   prometheus::Family<prometheus::Counter>* delegate_errors_;
   prometheus::Family<prometheus::Gauge>* plugin_up_;
-  prometheus::Family<prometheus::Gauge>* service_available_;
   prometheus::Family<prometheus::Gauge>* leader_;
   std::string replica_;
   prometheus::Gauge* open_watches_;
@@ -83,6 +88,7 @@ class Metrics {
   prometheus::Counter* slow_subscribers_dropped_;
   std::mutex refresh_mutex_;
   std::vector<std::function<void()>> refreshers_;
+  AvailabilitySource availability_;  // under refresh_mutex_
 };
 
 }  // namespace dpa::obs

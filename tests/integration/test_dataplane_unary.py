@@ -197,6 +197,32 @@ class DataPlaneUnaryTest(unittest.TestCase):
         finally:
             self.agg.request("DELETE", COLLECTION + "/" + name)
 
+    def test_availability_series_follow_the_services(self):
+        def series():
+            _, _, body = self.agg.request("GET", "/metrics")
+            out = {}
+            for line in body.decode().splitlines():
+                if line.startswith("dataplane_aggregator_dataplaneservice_available{"):
+                    labels, value = line.rsplit(" ", 1)
+                    name = labels.split('name="', 1)[1].split('"', 1)[0]
+                    self.assertIn('replica="', labels)
+                    out[name] = float(value)
+            return out
+
+        name = "v1.gone.example.com"
+        status, body = self.agg.json("POST", COLLECTION, dataplaneservice(
+            name=name, plugin="no-such-plugin", group="gone.example.com", version="v1",
+            services=("query",)))
+        self.assertEqual(status, 201, body)
+        try:
+            self.assertTrue(wait_for(lambda: series().get(name) == 0.0), series())
+            self.assertTrue(wait_for(lambda: series().get(NAME) == 1.0), series())
+        finally:
+            self.agg.request("DELETE", COLLECTION + "/" + name)
+        # A deleted service leaves no series behind.
+        self.assertTrue(wait_for(lambda: name not in series()), series())
+        self.assertEqual(series().get(NAME), 1.0)
+
     def test_zz_plugin_killed_mid_query_then_recovers(self):
         pids = [p for p in children_of(self.agg.proc.pid)]
         self.assertTrue(pids, "no plugin process found")
