@@ -36,8 +36,11 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <csignal>
 #include <filesystem>
 #include <iostream>
@@ -214,9 +217,31 @@ int serve(const Config& config) {
   // condition; every replica keeps its own view in its metrics and logs.
   std::atomic<bool> writes_conditions{!etcd_client};
   // The datasource exchange document follows availability, datasources and registrations; it is
-  // recomputed (refresh_exchange, set below once everything it reads exists) on each change.
+  // recomputed (refresh_exchange_now, set below once everything it reads exists) after each
+  // change. A pass reads every service, and a burst of 10,000 creates changes availability
+  // 10,000 times: a change only marks the document stale, and one pass at a time is queued on
+  // `blocking` (it may write the file), at most one per kExchangeInterval, so a burst costs a few
+  // passes and the document trails the last change by at most that.
   DatasourceExchange exchange(config.grafana_uid, config.datasource_exchange_file);
-  std::function<void()> refresh_exchange;
+  std::function<void()> refresh_exchange_now;
+  constexpr std::chrono::milliseconds kExchangeInterval{100};
+  std::atomic<bool> exchange_queued{false};
+  std::atomic<std::chrono::steady_clock::rep> exchange_last_pass{0};
+  boost::asio::steady_timer exchange_timer(blocking.get_executor());
+  auto refresh_exchange = [&] {
+    if (config.grafana_uid.empty() || exchange_queued.exchange(true)) return;
+    // Only the thread that set exchange_queued arms the timer, and its handler has cleared the
+    // flag only once it no longer touches the timer.
+    const auto last = std::chrono::steady_clock::time_point(
+        std::chrono::steady_clock::duration(exchange_last_pass.load()));
+    exchange_timer.expires_at(last + kExchangeInterval);
+    exchange_timer.async_wait([&](boost::system::error_code ec) {
+      if (ec) return;  // shutting down
+      exchange_last_pass = std::chrono::steady_clock::now().time_since_epoch().count();
+      exchange_queued = false;  // a change from now on queues another pass
+      refresh_exchange_now();
+    });
+  };
   controller::AvailabilityController availability(
       dataplane.context(), [&api, &writes_conditions, &refresh_exchange](
                                const std::string& name, bool available, const std::string& reason,
@@ -241,19 +266,18 @@ int serve(const Config& config) {
   // Registration: store watch -> route table (and the availability controller's service list).
   controller::RegistrationController registration(store);
   std::mutex exchange_mutex;  // one refresh at a time, so an older view never overwrites a newer
-  refresh_exchange = [&] {
+  refresh_exchange_now = [&] {
     std::lock_guard<std::mutex> lock(exchange_mutex);
     std::vector<ExchangeEntry> served;
     if (datasources) {
       // Datasource plugins whose DataPlaneService this replica sees Available.
       std::set<std::string> available;
-      const auto conditions = availability.conditions();
       for (const auto& entry : registration.table()->services()) {
-        auto it = conditions.find(entry->name);
-        if (entry->spec.plugin_type == "datasource" && it != conditions.end() &&
-            it->second.available) {
-          available.insert(entry->spec.plugin_id);
+        if (entry->spec.plugin_type != "datasource" || available.count(entry->spec.plugin_id)) {
+          continue;
         }
+        auto condition = availability.condition(entry->name);
+        if (condition && condition->available) available.insert(entry->spec.plugin_id);
       }
       for (const auto& ds : datasources->snapshot()->all()) {
         if (available.count(ds.type) && plugins.info(ds.type)) served.push_back({ds.type, ds.uid});
@@ -261,7 +285,7 @@ int serve(const Config& config) {
     }
     exchange.update(std::move(served));
   };
-  refresh_exchange();
+  refresh_exchange_now();
   if (datasources) {
     datasources->on_change([&availability, &refresh_exchange](auto) {
       availability.resync();
@@ -273,7 +297,10 @@ int serve(const Config& config) {
         availability.set_services(std::move(table));
         refresh_exchange();
       });
-  if (auto started = registration.start(); !started.ok()) throw StartupError(started.error().message);
+  if (auto started = registration.start(); !started.ok()) {
+    blocking.join();  // the exchange pass its first table queued reads what unwinding destroys
+    throw StartupError(started.error().message);
+  }
   metrics.on_scrape([&] { metrics.route_table_size().Set(static_cast<double>(registration.size())); });
 
   delegate::DelegateOptions delegate_options;
