@@ -31,7 +31,8 @@ class RegistrationController {
   RegistrationController& operator=(const RegistrationController&) = delete;
 
   // Initial sync (list, build, publish: ready() is true when it returns OK), then starts the watch
-  // and the worker thread. Store reads are in-memory, so this does not block on disk.
+  // and the worker thread. The list is a local read (memory, or SQLite's file), never a wait on
+  // a write.
   api::Outcome start();
   // Stops the watch and the worker. Idempotent; the destructor calls it.
   void stop();

@@ -122,7 +122,8 @@ class SqliteJournal final : public Journal {
     path_ = (fs::path(data_dir) / kDatabaseFile).string();
     busy_timeout_ms_ = static_cast<int>(options.busy_timeout.count());
 
-    // One process per data dir: the in-memory copy would go stale under a second writer.
+    // One process per data dir: the in-memory index (and every watch) would go stale under a
+    // second writer.
     const std::string lock_path = (fs::path(data_dir) / kLockFile).string();
     lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (lock_fd_ < 0) {

@@ -1,6 +1,8 @@
 // The production Store: SQLite in `<data_dir>/store.db` (WAL, synchronous=FULL), so every
-// acknowledged write has been fsynced and survives kill -9. Reads are served from memory; one
-// writer thread group-commits writes; the data dir is locked against a second process.
+// acknowledged write has been fsynced and survives kill -9. Keys and revisions are kept in memory,
+// values are read from the file (on a reader connection; the watch cache holds the in-memory copy
+// the API serves); one writer thread group-commits writes; the data dir is locked against a
+// second process.
 #pragma once
 
 #include "aggregator/apimachinery/status.h"
