@@ -60,6 +60,47 @@ struct StartupError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The I/O contexts: `main` runs the acceptors, controllers, timers and clients, and connections
+// are spread over it and the workers. An operation queued on one context can own an object bound
+// to another (an accept on `main` holds the new connection's socket, made on a worker's context),
+// and destroying a context destroys its queued operations: were a worker's context gone first,
+// that socket's destruction would reach freed memory. So when serve() ends, by return or by
+// throw, every context first drops its queued operations (asio's shutdown, protected in
+// io_context) while all of them still exist, and only then are they destroyed.
+class IoContexts {
+ public:
+  explicit IoContexts(int threads) {
+    for (int i = 1; i < threads; ++i) workers_.push_back(std::make_unique<Context>());
+  }
+  ~IoContexts() {
+    main_.shutdown();
+    for (auto& worker : workers_) worker->shutdown();
+  }
+  IoContexts(const IoContexts&) = delete;
+  IoContexts& operator=(const IoContexts&) = delete;
+
+  boost::asio::io_context& main() { return main_; }
+  // Every context, `main` first.
+  std::vector<boost::asio::io_context*> all() {
+    std::vector<boost::asio::io_context*> out{&main_};
+    for (auto& worker : workers_) out.push_back(worker.get());
+    return out;
+  }
+  std::vector<boost::asio::io_context*> workers() {
+    auto out = all();
+    out.erase(out.begin());
+    return out;
+  }
+
+ private:
+  struct Context : boost::asio::io_context {
+    Context() : boost::asio::io_context(1) {}
+    using boost::asio::execution_context::shutdown;
+  };
+  Context main_;
+  std::vector<std::unique_ptr<Context>> workers_;
+};
+
 bool is_loopback(const std::string& address) {
   return address == "127.0.0.1" || address == "::1" || address == "localhost" ||
          address.rfind("127.", 0) == 0;
@@ -137,9 +178,9 @@ int serve(const Config& config) {
   // One io_context per I/O thread: `io` (this thread) runs the controllers, timers and clients;
   // connections are spread over it and the others, so each connection stays on one thread and no
   // scheduler is shared (a shared multi-threaded scheduler costs a lock and a wake-up per handler).
-  boost::asio::io_context io(1);
-  std::vector<std::unique_ptr<boost::asio::io_context>> io_workers;
-  for (int i = 1; i < threads; ++i) io_workers.push_back(std::make_unique<boost::asio::io_context>(1));
+  IoContexts contexts(threads);
+  boost::asio::io_context& io = contexts.main();
+  const std::vector<boost::asio::io_context*> io_workers = contexts.workers();
   // With etcd a write waits for a network round trip (and up to two request timeouts while etcd
   // has no quorum): more threads, so a stalled etcd holds requests, not the pool.
   obs::WorkerPool blocking(config.storage_backend == "etcd3" ? 16 : 2, "blocking pool");
@@ -492,8 +533,7 @@ int serve(const Config& config) {
     obs::FileWatcher& files;
     ~StopWatching() { files.stop(); }
   } stop_watching{files};
-  std::vector<boost::asio::io_context*> session_contexts{&io};
-  for (auto& worker : io_workers) session_contexts.push_back(worker.get());
+  std::vector<boost::asio::io_context*> session_contexts = contexts.all();
   server.set_session_contexts(std::move(session_contexts));
   server.set_observer([&metrics](const http::RequestRecord& record) {
     auto [verb, resource] = FrontRouter::classify(record.method, record.path, record.query);
@@ -594,14 +634,14 @@ int serve(const Config& config) {
 
   std::vector<std::thread> pool;
   std::vector<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> keep_running;
-  for (auto& worker : io_workers) {
+  for (auto* worker : io_workers) {
     keep_running.push_back(boost::asio::make_work_guard(*worker));
-    pool.emplace_back([context = worker.get()] { obs::run_contained(*context, "I/O thread"); });
+    pool.emplace_back([worker] { obs::run_contained(*worker, "I/O thread"); });
   }
   obs::run_contained(io, "main I/O thread");
   // The server has drained (or the grace period ended): the workers have nothing left to finish.
   keep_running.clear();
-  for (auto& worker : io_workers) worker->stop();
+  for (auto* worker : io_workers) worker->stop();
   for (auto& t : pool) t.join();
   encoding.join();  // replies still being encoded go nowhere now, but must not outlive the server
 
