@@ -179,12 +179,16 @@ class DataPlaneUnaryTest(unittest.TestCase):
         self.assertIsNotNone(c, available_condition(self.agg, NAME))
         self.assertEqual(c["reason"], "Passed")
 
-    def test_missing_plugin_is_plugin_not_found(self):
-        name = "v1.missing.example.com"
+    def create_without_plugin(self, group):
+        """Creates v1.<group>, served by a plugin that is not installed; returns its name."""
+        name = "v1." + group
         status, body = self.agg.json("POST", COLLECTION, dataplaneservice(
-            name=name, plugin="no-such-plugin", group="missing.example.com", version="v1",
-            services=("query",)))
+            name=name, plugin="no-such-plugin", group=group, version="v1", services=("query",)))
         self.assertEqual(status, 201, body)
+        return name
+
+    def test_missing_plugin_is_plugin_not_found(self):
+        name = self.create_without_plugin("missing.example.com")
         try:
             c = wait_for(lambda: available_condition(self.agg, name))
             self.assertIsNotNone(c)
@@ -209,11 +213,7 @@ class DataPlaneUnaryTest(unittest.TestCase):
                     out[name] = float(value)
             return out
 
-        name = "v1.gone.example.com"
-        status, body = self.agg.json("POST", COLLECTION, dataplaneservice(
-            name=name, plugin="no-such-plugin", group="gone.example.com", version="v1",
-            services=("query",)))
-        self.assertEqual(status, 201, body)
+        name = self.create_without_plugin("gone.example.com")
         try:
             self.assertTrue(wait_for(lambda: series().get(name) == 0.0), series())
             self.assertTrue(wait_for(lambda: series().get(NAME) == 1.0), series())
