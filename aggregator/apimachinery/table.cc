@@ -2,6 +2,8 @@
 
 #include "aggregator/apimachinery/codec.h"
 
+#include <stdexcept>
+
 namespace dpa::api {
 
 Expected<IncludeObject> parse_include_object(std::string_view value) {
@@ -18,6 +20,21 @@ nlohmann::json partial_object_metadata(const nlohmann::json& object,
                                                                            : nlohmann::json::object();
   return {{"kind", "PartialObjectMetadata"}, {"apiVersion", table_api_version}, {"metadata", meta}};
 }
+
+namespace {
+
+nlohmann::json row_json(const TableRow& row, IncludeObject include,
+                        const std::string& table_api_version) {
+  nlohmann::json out = {{"cells", row.cells}};
+  if (include == IncludeObject::kMetadata) {
+    out["object"] = partial_object_metadata(row.object, table_api_version);
+  } else if (include == IncludeObject::kObject) {
+    out["object"] = row.object;
+  }
+  return out;
+}
+
+}  // namespace
 
 nlohmann::json make_table(const std::string& table_api_version,
                           const std::vector<TableColumn>& columns, const std::vector<TableRow>& rows,
@@ -42,17 +59,31 @@ nlohmann::json make_table(const std::string& table_api_version,
   }
   table["columnDefinitions"] = defs;
   nlohmann::json out_rows = nlohmann::json::array();
-  for (const auto& r : rows) {
-    nlohmann::json row = {{"cells", r.cells}};
-    if (include == IncludeObject::kMetadata) {
-      row["object"] = partial_object_metadata(r.object, table_api_version);
-    } else if (include == IncludeObject::kObject) {
-      row["object"] = r.object;
-    }
-    out_rows.push_back(std::move(row));
-  }
-  table["rows"] = out_rows;
+  for (const auto& r : rows) out_rows.push_back(row_json(r, include, table_api_version));
+  table["rows"] = std::move(out_rows);
   return table;
+}
+
+std::string encode_table(const std::string& table_api_version,
+                         const std::vector<TableColumn>& columns, std::size_t count,
+                         const std::function<TableRow(std::size_t)>& row, IncludeObject include,
+                         const std::string& resource_version, const std::string& continue_token) {
+  // The table without rows ends in "rows":[]} (its keys are sorted, and "rows" sorts last): the
+  // rows go in between.
+  std::string text = dump_json(
+      make_table(table_api_version, columns, {}, include, resource_version, continue_token));
+  constexpr std::string_view kEmptyRows = "\"rows\":[]}";
+  if (text.size() < kEmptyRows.size() ||
+      text.compare(text.size() - kEmptyRows.size(), kEmptyRows.size(), kEmptyRows) != 0) {
+    throw std::logic_error("encode_table: the rows are not the table's last field");
+  }
+  text.resize(text.size() - 2);
+  for (std::size_t i = 0; i < count; ++i) {
+    if (i > 0) text.push_back(',');
+    text += dump_json(row_json(row(i), include, table_api_version));
+  }
+  text += "]}";
+  return text;
 }
 
 std::string encode_watch_event(std::string_view type, const nlohmann::json& object) {

@@ -6,6 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstddef>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -39,6 +41,13 @@ nlohmann::json make_table(const std::string& table_api_version,
                           const std::vector<TableColumn>& columns, const std::vector<TableRow>& rows,
                           IncludeObject include, const std::string& resource_version,
                           const std::string& continue_token, bool headers = true);
+// The JSON text of make_table(...) (headers on) for `count` rows made one at a time by `row(i)`:
+// each row is encoded as soon as it is made, so a Table of 10,000 objects holds one row's tree at
+// a time, not all of them and then a copy.
+std::string encode_table(const std::string& table_api_version,
+                         const std::vector<TableColumn>& columns, std::size_t count,
+                         const std::function<TableRow(std::size_t)>& row, IncludeObject include,
+                         const std::string& resource_version, const std::string& continue_token);
 
 // One watch event line: {"type":T,"object":O}\n
 std::string encode_watch_event(std::string_view type, const nlohmann::json& object);

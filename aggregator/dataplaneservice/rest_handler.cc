@@ -719,12 +719,16 @@ void RestHandler::serve_list(const std::shared_ptr<http::Exchange>& ex, const Li
     continue_token = api::encode_continue({list_rv, continue_key});
   }
   if (plan.negotiated.kind == api::MediaKind::kTable) {
-    std::vector<api::TableRow> rows;
-    for (const auto& o : items) rows.push_back(table_row(parse_cached(o->bytes)));
-    return respond_json(ex, 200,
-                        api::make_table(plan.negotiated.table_api_version, table_columns(), rows,
-                                        plan.include, std::to_string(list_rv), continue_token),
-                        plan.negotiated);
+    // Row by row: each object is parsed for its row and let go (kubectl get --chunk-size=0 over
+    // 10,000 objects held every parsed object at once, 235 MB).
+    http::Response r;
+    r.status = 200;
+    r.headers.emplace_back("Content-Type", plan.negotiated.content_type());
+    r.body = api::encode_table(
+        plan.negotiated.table_api_version, table_columns(), items.size(),
+        [&](std::size_t i) { return table_row(parse_cached(items[i]->bytes)); }, plan.include,
+        std::to_string(list_rv), continue_token);
+    return ex->respond(std::move(r));
   }
   json meta = {{"resourceVersion", std::to_string(list_rv)}};
   if (!continue_token.empty()) {

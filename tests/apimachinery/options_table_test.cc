@@ -1,4 +1,5 @@
 #include "aggregator/apimachinery/base64url.h"
+#include "aggregator/apimachinery/codec.h"
 #include "aggregator/apimachinery/negotiation.h"
 #include "aggregator/apimachinery/object_meta.h"
 #include "aggregator/apimachinery/request_options.h"
@@ -197,6 +198,30 @@ TEST(Table, RowsColumnsAndObjects) {
   EXPECT_TRUE(none["columnDefinitions"].empty());
   EXPECT_FALSE(none["rows"][0].contains("object"));
   EXPECT_EQ(parse_include_object("Bogus").error().code, 400);
+}
+
+TEST(Table, EncodedOneRowAtATimeIsTheSameText) {
+  std::vector<TableColumn> cols = {{"Name", "string", "name", "the name", 0}};
+  std::vector<TableRow> rows;
+  for (int i = 0; i < 3; ++i) {
+    json obj = {{"kind", "K"}, {"metadata", {{"name", "n" + std::to_string(i)}}}, {"spec", {}}};
+    rows.push_back({json::array({"n" + std::to_string(i)}), obj});
+  }
+  for (auto include : {IncludeObject::kNone, IncludeObject::kMetadata, IncludeObject::kObject}) {
+    for (std::size_t count : {0u, 1u, 3u}) {
+      std::vector<TableRow> some(rows.begin(), rows.begin() + count);
+      std::size_t made = 0;
+      auto text = encode_table("meta.k8s.io/v1", cols, count,
+                               [&](std::size_t i) {
+                                 ++made;
+                                 return rows[i];
+                               },
+                               include, "7", count == 3 ? "token" : "");
+      EXPECT_EQ(text, dump_json(make_table("meta.k8s.io/v1", cols, some, include, "7",
+                                           count == 3 ? "token" : "")));
+      EXPECT_EQ(made, count);
+    }
+  }
 }
 
 TEST(WatchEncoding, EventLines) {
