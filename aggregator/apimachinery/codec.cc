@@ -265,6 +265,30 @@ bool needs_quotes(const std::string& s) {
   return false;
 }
 
+void emit_key(YAML::Emitter& out, const std::string& key) {
+  out << YAML::Key;
+  if (needs_quotes(key)) {
+    out << YAML::DoubleQuoted << key;
+  } else {
+    out << key;
+  }
+  out << YAML::Value;
+}
+
+void emit(YAML::Emitter& out, const nlohmann::json& v);
+
+// A sequence of `count` items made by `item(i)`.
+void emit_seq(YAML::Emitter& out, std::size_t count,
+              const std::function<void(std::size_t)>& item) {
+  if (count == 0) {
+    out << YAML::Flow << YAML::BeginSeq << YAML::EndSeq;
+    return;
+  }
+  out << YAML::BeginSeq;
+  for (std::size_t i = 0; i < count; ++i) item(i);
+  out << YAML::EndSeq;
+}
+
 void emit(YAML::Emitter& out, const nlohmann::json& v) {
   switch (v.type()) {
     case nlohmann::json::value_t::object:
@@ -274,25 +298,13 @@ void emit(YAML::Emitter& out, const nlohmann::json& v) {
       }
       out << YAML::BeginMap;
       for (auto it = v.begin(); it != v.end(); ++it) {
-        out << YAML::Key;
-        if (needs_quotes(it.key())) {
-          out << YAML::DoubleQuoted << it.key();
-        } else {
-          out << it.key();
-        }
-        out << YAML::Value;
+        emit_key(out, it.key());
         emit(out, it.value());
       }
       out << YAML::EndMap;
       return;
     case nlohmann::json::value_t::array:
-      if (v.empty()) {
-        out << YAML::Flow << YAML::BeginSeq << YAML::EndSeq;
-        return;
-      }
-      out << YAML::BeginSeq;
-      for (const auto& item : v) emit(out, item);
-      out << YAML::EndSeq;
+      emit_seq(out, v.size(), [&](std::size_t i) { emit(out, v[i]); });
       return;
     case nlohmann::json::value_t::string: {
       const auto& s = v.get_ref<const std::string&>();
@@ -314,6 +326,17 @@ void emit(YAML::Emitter& out, const nlohmann::json& v) {
       out << v.dump();
       return;
   }
+}
+
+std::string emitted_yaml(const std::function<void(YAML::Emitter&)>& body) {
+  YAML::Emitter out;
+  out.SetIndent(2);
+  out.SetMapFormat(YAML::Block);
+  out.SetSeqFormat(YAML::Block);
+  body(out);
+  std::string s = out.c_str();
+  s.push_back('\n');
+  return s;
 }
 
 }  // namespace
@@ -367,14 +390,23 @@ std::string string_field(const nlohmann::json& object, std::string_view key,
 }
 
 std::string to_yaml(const nlohmann::json& value) {
-  YAML::Emitter out;
-  out.SetIndent(2);
-  out.SetMapFormat(YAML::Block);
-  out.SetSeqFormat(YAML::Block);
-  emit(out, value);
-  std::string s = out.c_str();
-  s.push_back('\n');
-  return s;
+  return emitted_yaml([&](YAML::Emitter& out) { emit(out, value); });
+}
+
+std::string to_yaml_list(const nlohmann::json& list, std::size_t count,
+                         const std::function<nlohmann::json(std::size_t)>& item) {
+  return emitted_yaml([&](YAML::Emitter& out) {
+    out << YAML::BeginMap;
+    for (auto it = list.begin(); it != list.end(); ++it) {
+      emit_key(out, it.key());
+      if (it.key() == "items") {
+        emit_seq(out, count, [&](std::size_t i) { emit(out, item(i)); });
+      } else {
+        emit(out, it.value());
+      }
+    }
+    out << YAML::EndMap;
+  });
 }
 
 }  // namespace dpa::api

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -34,6 +35,11 @@ Expected<std::vector<nlohmann::json>> decode_yaml(std::string_view text, YamlSca
 
 // Serialises JSON as block-style YAML; strings that would read back as another type are quoted.
 std::string to_yaml(const nlohmann::json& value);
+// to_yaml of `list` (an object) with its "items" made one at a time by `item(i)`, i < count, each
+// emitted and let go: a list of 10,000 objects never holds every parsed object at once. `list`'s
+// own "items" (present, so that it sorts among the keys) is not read.
+std::string to_yaml_list(const nlohmann::json& list, std::size_t count,
+                         const std::function<nlohmann::json(std::size_t)>& item);
 
 // object[key] when `object` is an object holding a string there, else `fallback`. The safe
 // counterpart of nlohmann's value(key, default), which throws on a value of another type: for

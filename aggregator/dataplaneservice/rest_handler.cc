@@ -736,11 +736,15 @@ void RestHandler::serve_list(const std::shared_ptr<http::Exchange>& ex, const Li
     if (plan.labels.empty() && plan.fields.empty()) meta["remainingItemCount"] = remaining;
   }
   if (plan.negotiated.kind == api::MediaKind::kYaml) {
-    json list_items = json::array();
-    for (const auto& o : items) list_items.push_back(parse_cached(o->bytes));
-    json list = {{"kind", kListKind}, {"apiVersion", kApiVersion}, {"metadata", meta},
-                 {"items", std::move(list_items)}};
-    return respond_json(ex, 200, list, plan.negotiated);
+    // Item by item, as the Table above.
+    const json list = {{"kind", kListKind}, {"apiVersion", kApiVersion}, {"metadata", meta},
+                       {"items", json::array()}};
+    http::Response r;
+    r.status = 200;
+    r.headers.emplace_back("Content-Type", plan.negotiated.content_type());
+    r.body = api::to_yaml_list(list, items.size(),
+                               [&](std::size_t i) { return parse_cached(items[i]->bytes); });
+    return ex->respond(std::move(r));
   }
   // JSON: the cached bytes of each item, joined (the keys in nlohmann's order, as any other
   // response of ours). The items are sent from the cache's own bytes, not copied into a body.

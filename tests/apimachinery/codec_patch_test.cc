@@ -56,6 +56,26 @@ TEST(ToYaml, RoundTrips) {
   EXPECT_EQ(*back, v);
 }
 
+TEST(ToYaml, AListMadeItemByItemIsTheSameText) {
+  const std::vector<json> items = {{{"name", "a"}, {"spec", {{"x", "true"}}}},
+                                   {{"name", "b"}, {"list", {1, 2}}},
+                                   {{"name", "c"}, {"empty", json::array()}}};
+  for (std::size_t count : {0u, 1u, 3u}) {
+    json whole = {{"apiVersion", "v1"}, {"kind", "L"}, {"metadata", {{"resourceVersion", "7"}}},
+                  {"items", json(std::vector<json>(items.begin(), items.begin() + count))}};
+    json head = whole;
+    head["items"] = json::array();
+    std::size_t made = 0;
+    EXPECT_EQ(to_yaml_list(head, count,
+                           [&](std::size_t i) {
+                             ++made;
+                             return items[i];
+                           }),
+              to_yaml(whole));
+    EXPECT_EQ(made, count);
+  }
+}
+
 TEST(MergePatch, NullDeletesAndArraysReplace) {
   json target = {{"a", 1}, {"b", {{"c", 2}, {"d", 3}}}, {"l", {1, 2}}};
   auto r = apply_merge_patch(target, R"({"a":null,"b":{"c":5},"l":[9]})");
