@@ -338,10 +338,14 @@ int serve(const Config& config) {
         availability.set_services(std::move(table));
         refresh_exchange();
       });
-  if (auto started = registration.start(); !started.ok()) {
-    blocking.join();  // the exchange pass its first table queued reads what unwinding destroys
-    throw StartupError(started.error().message);
-  }
+  // From here a pass may be queued or running on `blocking`, reading the registration, the
+  // availability controller, the datasources and the plugins: if serve() throws (a port in use),
+  // the pool finishes before any of them is destroyed. (On return it is joined below.)
+  struct JoinOnUnwind {
+    obs::WorkerPool& pool;
+    ~JoinOnUnwind() { pool.join(); }
+  } join_blocking{blocking};
+  if (auto started = registration.start(); !started.ok()) throw StartupError(started.error().message);
   metrics.on_scrape([&] { metrics.route_table_size().Set(static_cast<double>(registration.size())); });
 
   delegate::DelegateOptions delegate_options;
