@@ -22,6 +22,7 @@
 #include "aggregator/delegate/delegate_proxy.h"
 #include "aggregator/http/server.h"
 #include "aggregator/http/tls.h"
+#include "aggregator/observability/coalescer.h"
 #include "aggregator/observability/containment.h"
 #include "aggregator/observability/file_watch.h"
 #include "aggregator/observability/log.h"
@@ -36,7 +37,6 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
-#include <boost/asio/steady_timer.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -258,30 +258,15 @@ int serve(const Config& config) {
   // condition; every replica keeps its own view in its metrics and logs.
   std::atomic<bool> writes_conditions{!etcd_client};
   // The datasource exchange document follows availability, datasources and registrations; it is
-  // recomputed (refresh_exchange_now, set below once everything it reads exists) after each
-  // change. A pass reads every service, and a burst of 10,000 creates changes availability
-  // 10,000 times: a change only marks the document stale, and one pass at a time is queued on
-  // `blocking` (it may write the file), at most one per kExchangeInterval, so a burst costs a few
-  // passes and the document trails the last change by at most that.
+  // recomputed (refresh_exchange_now, set below once everything it reads exists) after changes.
+  // A pass reads every service, and a burst of 10,000 creates changes availability 10,000 times:
+  // passes are coalesced, at most one per 100 ms, on `blocking` (a pass may write the file).
   DatasourceExchange exchange(config.grafana_uid, config.datasource_exchange_file);
   std::function<void()> refresh_exchange_now;
-  constexpr std::chrono::milliseconds kExchangeInterval{100};
-  std::atomic<bool> exchange_queued{false};
-  std::atomic<std::chrono::steady_clock::rep> exchange_last_pass{0};
-  boost::asio::steady_timer exchange_timer(blocking.get_executor());
+  obs::Coalescer exchange_passes(blocking.get_executor(), std::chrono::milliseconds(100),
+                                 [&] { refresh_exchange_now(); });
   auto refresh_exchange = [&] {
-    if (config.grafana_uid.empty() || exchange_queued.exchange(true)) return;
-    // Only the thread that set exchange_queued arms the timer, and its handler has cleared the
-    // flag only once it no longer touches the timer.
-    const auto last = std::chrono::steady_clock::time_point(
-        std::chrono::steady_clock::duration(exchange_last_pass.load()));
-    exchange_timer.expires_at(last + kExchangeInterval);
-    exchange_timer.async_wait([&](boost::system::error_code ec) {
-      if (ec) return;  // shutting down
-      exchange_last_pass = std::chrono::steady_clock::now().time_since_epoch().count();
-      exchange_queued = false;  // a change from now on queues another pass
-      refresh_exchange_now();
-    });
+    if (!config.grafana_uid.empty()) exchange_passes.request();
   };
   controller::AvailabilityController availability(
       dataplane.context(), [&api, &writes_conditions, &refresh_exchange](
