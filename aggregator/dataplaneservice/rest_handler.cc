@@ -718,12 +718,12 @@ void RestHandler::serve_list(const std::shared_ptr<http::Exchange>& ex, const Li
   if (counting && remaining > 0) {
     continue_token = api::encode_continue({list_rv, continue_key});
   }
+  // Every form is made item by item from the cache's bytes, never as one tree of every object
+  // (kubectl get --chunk-size=0 over 10,000 objects held every parsed object at once, 235 MB).
+  http::Response r;
+  r.status = 200;
+  r.headers.emplace_back("Content-Type", plan.negotiated.content_type());
   if (plan.negotiated.kind == api::MediaKind::kTable) {
-    // Row by row: each object is parsed for its row and let go (kubectl get --chunk-size=0 over
-    // 10,000 objects held every parsed object at once, 235 MB).
-    http::Response r;
-    r.status = 200;
-    r.headers.emplace_back("Content-Type", plan.negotiated.content_type());
     r.body = api::encode_table(
         plan.negotiated.table_api_version, table_columns(), items.size(),
         [&](std::size_t i) { return table_row(parse_cached(items[i]->bytes)); }, plan.include,
@@ -736,12 +736,8 @@ void RestHandler::serve_list(const std::shared_ptr<http::Exchange>& ex, const Li
     if (plan.labels.empty() && plan.fields.empty()) meta["remainingItemCount"] = remaining;
   }
   if (plan.negotiated.kind == api::MediaKind::kYaml) {
-    // Item by item, as the Table above.
     const json list = {{"kind", kListKind}, {"apiVersion", kApiVersion}, {"metadata", meta},
                        {"items", json::array()}};
-    http::Response r;
-    r.status = 200;
-    r.headers.emplace_back("Content-Type", plan.negotiated.content_type());
     r.body = api::to_yaml_list(list, items.size(),
                                [&](std::size_t i) { return parse_cached(items[i]->bytes); });
     return ex->respond(std::move(r));
@@ -749,9 +745,6 @@ void RestHandler::serve_list(const std::shared_ptr<http::Exchange>& ex, const Li
   // JSON: the cached bytes of each item, joined (the keys in nlohmann's order, as any other
   // response of ours). The items are sent from the cache's own bytes, not copied into a body.
   static const auto comma = std::make_shared<const std::string>(",");
-  http::Response r;
-  r.status = 200;
-  r.headers.emplace_back("Content-Type", plan.negotiated.content_type());
   r.body.append(R"({"apiVersion":")").append(kApiVersion).append(R"(","items":[)");
   r.body_parts.reserve(2 * items.size() + 1);
   for (std::size_t i = 0; i < items.size(); ++i) {

@@ -257,41 +257,33 @@ class SqliteJournal final : public Journal {
 
   api::Expected<std::vector<Event>> read_history(const std::string& prefix, int64_t after,
                                                  int64_t upto) override {
-    std::lock_guard<std::mutex> lock(reader_mutex_);
-    if (auto opened = open_reader_locked(); !opened.ok()) return std::move(opened).error();
-    // One read transaction: the compacted revision and the rows come from the same snapshot, so
-    // a compaction racing this read is either fully seen (410) or not at all.
-    if (!exec(reader_, "BEGIN")) return storage_error("history read", reader_, path_);
-    auto compacted = read_meta(reader_, "compacted_revision");
-    if (!compacted.ok()) {
-      exec(reader_, "COMMIT");
-      return std::move(compacted).error();
-    }
-    if (after < *compacted) {
-      exec(reader_, "COMMIT");
-      return api::ApiError::expired("too old resource version: " + std::to_string(after) + " (" +
-                                    std::to_string(*compacted) + ")");
-    }
-    std::vector<Event> events;
-    Statement rows;
-    if (!rows.prepare(reader_,
-                      "SELECT rev, type, key, value, create_rev FROM events "
-                      "WHERE rev > ?1 AND rev <= ?2 ORDER BY rev")) {
-      auto error = storage_error("history read", reader_, path_);
-      exec(reader_, "COMMIT");
-      return error;
-    }
-    rows.bind(1, after);
-    rows.bind(2, upto);
-    int rc;
-    while ((rc = rows.step()) == SQLITE_ROW) {
-      Event event = event_from_row(rows);
-      if (has_prefix(event.record.key, prefix)) events.push_back(std::move(event));
-    }
-    auto error = storage_error("history read", reader_, path_);
-    exec(reader_, "COMMIT");
-    if (rc != SQLITE_DONE) return error;
-    return events;
+    // The compacted revision and the rows come from one snapshot, so a compaction racing this
+    // read is either fully seen (410) or not at all.
+    using Events = std::vector<Event>;
+    return in_read_transaction<Events>("history read", [&]() -> api::Expected<Events> {
+      auto compacted = read_meta(reader_, "compacted_revision");
+      if (!compacted.ok()) return std::move(compacted).error();
+      if (after < *compacted) {
+        return api::ApiError::expired("too old resource version: " + std::to_string(after) +
+                                      " (" + std::to_string(*compacted) + ")");
+      }
+      Statement rows;
+      if (!rows.prepare(reader_,
+                        "SELECT rev, type, key, value, create_rev FROM events "
+                        "WHERE rev > ?1 AND rev <= ?2 ORDER BY rev")) {
+        return storage_error("history read", reader_, path_);
+      }
+      rows.bind(1, after);
+      rows.bind(2, upto);
+      std::vector<Event> events;
+      int rc;
+      while ((rc = rows.step()) == SQLITE_ROW) {
+        Event event = event_from_row(rows);
+        if (has_prefix(event.record.key, prefix)) events.push_back(std::move(event));
+      }
+      if (rc != SQLITE_DONE) return storage_error("history read", reader_, path_);
+      return events;
+    });
   }
 
   bool keeps_values() const override { return true; }
@@ -314,43 +306,37 @@ class SqliteJournal final : public Journal {
   }
 
   api::Expected<ListResult> read_range(const ListOptions& options) override {
-    std::lock_guard<std::mutex> lock(reader_mutex_);
-    if (auto opened = open_reader_locked(); !opened.ok()) return std::move(opened).error();
-    // One read transaction: the rows and the revision they are reported at agree.
-    if (!exec(reader_, "BEGIN")) return storage_error("list", reader_, path_);
-    auto current = read_meta(reader_, "current_revision");
-    if (!current.ok()) {
-      exec(reader_, "COMMIT");
-      return std::move(current).error();
-    }
-    ListResult result;
-    result.revision = *current;
-    // In key order from the prefix, or after start_after when that is inside the range (as
-    // list_records); the first key outside the prefix ends the scan.
-    const bool after = !options.start_after.empty() && options.start_after >= options.prefix;
-    Statement& rows = after ? read_after_ : read_from_;
-    rows.reset();
-    rows.bind(1, after ? options.start_after : options.prefix);
-    int rc;
-    while ((rc = rows.step()) == SQLITE_ROW) {
-      Record record{rows.blob_at(0), {}, rows.int_at(2), rows.int_at(3)};
-      if (!has_prefix(record.key, options.prefix)) {
-        rc = SQLITE_DONE;
-        break;
+    // The rows and the revision they are reported at come from one snapshot.
+    return in_read_transaction<ListResult>("list", [&]() -> api::Expected<ListResult> {
+      auto current = read_meta(reader_, "current_revision");
+      if (!current.ok()) return std::move(current).error();
+      ListResult result;
+      result.revision = *current;
+      // In key order from the prefix, or after start_after when that is inside the range (as
+      // list_records); the first key outside the prefix ends the scan.
+      const bool after = !options.start_after.empty() && options.start_after >= options.prefix;
+      Statement& rows = after ? read_after_ : read_from_;
+      rows.reset();
+      rows.bind(1, after ? options.start_after : options.prefix);
+      int rc;
+      while ((rc = rows.step()) == SQLITE_ROW) {
+        Record record{rows.blob_at(0), {}, rows.int_at(2), rows.int_at(3)};
+        if (!has_prefix(record.key, options.prefix)) break;
+        if (options.limit != 0 && result.items.size() == options.limit) {
+          result.more = true;
+          break;
+        }
+        record.value = rows.blob_at(1);
+        result.items.push_back(std::move(record));
       }
-      if (options.limit != 0 && result.items.size() == options.limit) {
-        result.more = true;
-        rc = SQLITE_DONE;
-        break;
+      if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        auto error = storage_error("list", reader_, path_);
+        rows.reset();
+        return error;
       }
-      record.value = rows.blob_at(1);
-      result.items.push_back(std::move(record));
-    }
-    auto error = storage_error("list", reader_, path_);
-    rows.reset();
-    exec(reader_, "COMMIT");
-    if (rc != SQLITE_DONE) return error;
-    return result;
+      rows.reset();  // ends the statement's read before the transaction commits
+      return result;
+    });
   }
 
   api::Expected<int64_t> last_revision_before(int64_t unix_ms) override {
@@ -367,6 +353,18 @@ class SqliteJournal final : public Journal {
   }
 
  private:
+  // Runs `read` in one read transaction on the reader connection, so that all it reads comes
+  // from one snapshot; `what` names the read in errors.
+  template <class T, class Read>
+  api::Expected<T> in_read_transaction(const char* what, Read read) {
+    std::lock_guard<std::mutex> lock(reader_mutex_);
+    if (auto opened = open_reader_locked(); !opened.ok()) return std::move(opened).error();
+    if (!exec(reader_, "BEGIN")) return storage_error(what, reader_, path_);
+    api::Expected<T> result = read();
+    exec(reader_, "COMMIT");
+    return result;
+  }
+
   // Readers run on caller threads while the writer thread owns db_: they share a second
   // connection, opened on first use; with reader_mutex_ held.
   api::Outcome open_reader_locked() {
