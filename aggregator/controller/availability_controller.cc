@@ -131,31 +131,31 @@ void AvailabilityController::evaluate_all(bool only_changed) {
   // written condition and is evaluated (every entry, unless only_changed); a name gone is
   // forgotten. No copy of the names: at 10,000 services this runs on every table change.
   const auto services = table->services();
+  auto forget_written = [&](const std::string& name) {
+    std::lock_guard lock(state_->mutex);
+    state_->written.erase(name);
+  };
   auto forget = [&](auto it) {
     in_flight_.erase(it->first);
-    {
-      std::lock_guard lock(state_->mutex);
-      state_->written.erase(it->first);
-    }
+    forget_written(it->first);
     return seen_.erase(it);
   };
   auto seen = seen_.begin();
   for (const auto& s : services) {
     while (seen != seen_.end() && seen->first < s->name) seen = forget(seen);
-    if (seen == seen_.end() || seen->first != s->name) {
-      seen = seen_.emplace_hint(seen, s->name, s);
-    } else if (seen->second != s) {
-      seen->second = s;
-    } else {
+    const bool known = seen != seen_.end() && seen->first == s->name;
+    if (known && seen->second == s) {  // unchanged since the last evaluation
       ++seen;
       if (!only_changed) evaluate(*s);
       continue;
     }
-    {
-      std::lock_guard lock(state_->mutex);
-      state_->written.erase(s->name);
+    if (known) {
+      seen->second = s;
+    } else {
+      seen = seen_.emplace_hint(seen, s->name, s);
     }
     ++seen;
+    forget_written(s->name);
     evaluate(*s);
   }
   while (seen != seen_.end()) seen = forget(seen);
