@@ -574,9 +574,23 @@ void RestHandler::handle_get(const std::shared_ptr<http::Exchange>& ex, const st
   if (!negotiated) return respond_error(ex, negotiated.error());
   auto include = api::parse_include_object(ex->query_param("includeObject"));
   if (!include) return respond_error(ex, include.error());
-  auto obj = get(name);
-  if (!obj) return respond_error(ex, obj.error());
-  respond_object(ex, 200, *obj, *negotiated, *include);
+  // From the watch cache once it has every acknowledged write (a consistent read, as kube's GET
+  // without a resourceVersion): no store read on the I/O thread.
+  auto serve = [this, ex, name, negotiated = *negotiated, include = *include] {
+    auto object = cache_->get(key_of(name));
+    if (!object) return respond_error(ex, api::ApiError::not_found(kResource, kGroup, name));
+    if (negotiated.kind == api::MediaKind::kJson) {
+      http::Response r;
+      r.status = 200;
+      r.headers.emplace_back("Content-Type", negotiated.content_type());
+      r.body_parts.emplace_back(object, &object->bytes);
+      return ex->respond(std::move(r));
+    }
+    respond_object(ex, 200, parse_cached(object->bytes), negotiated, include);
+  };
+  cache_->when_fresh(store_.current_revision(), [ex, serve = std::move(serve)]() mutable {
+    boost::asio::post(ex->executor(), std::move(serve));
+  });
 }
 
 // --- list and watch ------------------------------------------------------------------------------

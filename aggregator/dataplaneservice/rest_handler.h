@@ -98,7 +98,8 @@ class RestHandler {
   // Where lists and watches are served from (for metrics).
   const storage::WatchCache& watch_cache() const { return *cache_; }
 
-  // The object as served (resourceVersion set), or 404.
+  // The object as stored (resourceVersion set), or 404: a read of the store, for callers off the
+  // I/O threads (a GET request is served from the watch cache).
   api::Expected<nlohmann::json> get(const std::string& name) const;
 
  private:

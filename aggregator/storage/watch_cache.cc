@@ -164,6 +164,12 @@ int64_t WatchCache::oldest_revision() const {
   return oldest_;
 }
 
+ObjectPtr WatchCache::get(const std::string& key) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = objects_.find(key);
+  return it == objects_.end() ? nullptr : it->second;
+}
+
 std::size_t WatchCache::size() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return objects_.size();

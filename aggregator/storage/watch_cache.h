@@ -129,6 +129,8 @@ class WatchCache {
   // 410 Expired when `revision` is older than the ring or compacted in the store, 504 when
   // newer than the cache.
   api::Expected<Snapshot> list(int64_t revision = 0, const std::string& start_after = "") const;
+  // The object under `key` now, or null.
+  ObjectPtr get(const std::string& key) const;
 
   // Delivers every change after `after_revision`: the ring's events, then live ones. With
   // `initial`, the current state is copied there and the watch starts at its revision instead.

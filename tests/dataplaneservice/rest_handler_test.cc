@@ -1,6 +1,7 @@
 // RestHandler end to end against storage::MemoryStore through a fake Exchange: what kubectl,
 // client-go and the Python client observe on the wire.
 #include "aggregator/dataplaneservice/rest_handler.h"
+#include "aggregator/dataplaneservice/types.h"
 #include "aggregator/storage/memory_store.h"
 #include "tests/support/fake_exchange.h"
 
@@ -280,6 +281,29 @@ TEST_F(RestHandlerTest, AvailableCondition) {
   auto table = call("GET", kBase, "", {{"Accept", kTableAccept}});
   EXPECT_EQ(table.body["rows"][0]["cells"][4], "False (PluginNotFound)");
   EXPECT_EQ(handler_->set_available_condition("v1.nope.example.com", true, "Passed", "").error().code, 404);
+}
+
+TEST_F(RestHandlerTest, GetIsAConsistentReadInEveryForm) {
+  create("c.example.com");
+  // Written to the store behind the handler's back: the GET right after must still see it (it
+  // waits for the watch cache to have the store's revision).
+  ASSERT_TRUE(handler_->set_available_condition("v1.c.example.com", true, "Passed", "").ok());
+  const std::string rv = std::to_string(store_->current_revision());
+  auto got = call("GET", kBase + "/v1.c.example.com");
+  ASSERT_EQ(got.status, 200) << got.raw;
+  EXPECT_EQ(got.body["metadata"]["resourceVersion"], rv);
+  EXPECT_EQ(got.body["status"]["conditions"][0]["status"], "True");
+  EXPECT_EQ(got.body, *handler_->get("v1.c.example.com"));  // the stored object, as served
+  auto yaml = call("GET", kBase + "/v1.c.example.com", "", {{"Accept", "application/yaml"}});
+  ASSERT_EQ(yaml.status, 200);
+  EXPECT_NE(yaml.raw.find("resourceVersion: \"" + rv + "\""), std::string::npos) << yaml.raw;
+  auto table = call("GET", kBase + "/v1.c.example.com", "", {{"Accept", kTableAccept}});
+  ASSERT_EQ(table.status, 200);
+  EXPECT_EQ(table.body["rows"][0]["cells"][4], "True");
+  ASSERT_TRUE(store_->remove(key_of("v1.c.example.com"), 0).ok());
+  auto gone = call("GET", kBase + "/v1.c.example.com");
+  EXPECT_EQ(gone.status, 404);
+  EXPECT_EQ(gone.body["reason"], "NotFound");
 }
 
 TEST_F(RestHandlerTest, PatchMergeJsonAndStrategic) {
