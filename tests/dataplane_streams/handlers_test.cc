@@ -438,6 +438,9 @@ TEST_F(StreamsTest, PublishReachesSubscribers) {
 TEST_F(StreamsTest, StopAllEndsSubscribersAndRefusesNewOnes) {
   auto a = stream_request(verb::get, base_ + "/stream/counter");
   ASSERT_TRUE(eventually([&] { return hub_->stats().subscribers == 1; }));
+  // The plugin's RunStream starts asynchronously after the subscription: wait for it, or
+  // stop_all may come first and run(0) below is null.
+  ASSERT_TRUE(eventually([&] { return run_count() == 1; }));
   hub_->stop_all();
   ASSERT_TRUE(a->wait());
   EXPECT_TRUE(a->finished());
